@@ -1,0 +1,194 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Frozen-feature evaluation of pre-trained backbones: kNN and linear probe.
+
+Used by the CPU demo (``tools/run_demo.py``) and the benchmark tools, so that
+every method is scored the same way.
+"""
+from typing import Callable, Dict, Iterable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    data: Iterable,
+    feat_fn: Optional[Callable[[nn.Module, torch.Tensor],
+                               torch.Tensor]] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Extract one feature vector per image with a frozen model.
+
+    Args:
+        model (nn.Module): A self-supervised algorithm (``BaseSelfSupervisor``)
+            with a ``data_preprocessor``; put in eval mode here.
+        data (Iterable): Batches as produced by an mmengine dataloader (dicts
+            with ``inputs`` and ``data_samples`` carrying ``gt_label``).
+        feat_fn (Callable, optional): Maps ``(model, inputs)`` to features of
+            shape (B, C). Defaults to :func:`default_feature`.
+
+    Returns:
+        tuple[Tensor, Tensor]: Features (N, C) in float32 and labels (N,).
+    """
+    feat_fn = feat_fn or default_feature
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    for batch in data:
+        batch = model.data_preprocessor(batch, False)
+        inputs = batch['inputs']
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        feats.append(feat_fn(model, inputs).float().cpu())
+        labels.append(
+            torch.cat([ds.gt_label.view(-1) for ds in batch['data_samples']
+                       ]).cpu())
+    model.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def default_feature(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Average of the patch tokens of the last layer (MAE's probing feature).
+
+    ``extract_feat`` of MIM algorithms returns the un-masked backbone output;
+    for ViTs in ``'raw'`` mode that is (B, 1 + L, C) with the cls token first.
+
+    Args:
+        model (nn.Module): The algorithm.
+        inputs (Tensor): Pre-processed images (B, C, H, W).
+
+    Returns:
+        Tensor: Features of shape (B, C).
+    """
+    out = model.extract_feat(inputs)
+    if isinstance(out, (list, tuple)):
+        out = out[-1]
+    if out.dim() == 3:  # (B, 1 + L, C) raw tokens -> mean of patch tokens
+        return out[:, 1:].mean(dim=1)
+    if out.dim() == 4:  # (B, C, H, W) feature map
+        return out.mean(dim=(2, 3))
+    return out
+
+
+def knn_classify(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test_feats: torch.Tensor,
+                 test_labels: torch.Tensor,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 num_classes: Optional[int] = None,
+                 chunk_size: int = 1024) -> float:
+    """Weighted kNN top-1 accuracy on L2-normalised features.
+
+    Each of the ``k`` nearest training samples (cosine similarity ``s``)
+    votes for its class with weight ``exp(s / temperature)`` -- the protocol
+    of Wu et al. (2018) used by DINO and mmselfsup.
+
+    Args:
+        train_feats (Tensor): Bank features (N, C).
+        train_labels (Tensor): Bank labels (N,).
+        test_feats (Tensor): Query features (M, C).
+        test_labels (Tensor): Query labels (M,).
+        k (int): Number of neighbours. Defaults to 20.
+        temperature (float): Vote temperature. Defaults to 0.07.
+        num_classes (int, optional): Defaults to ``max(label) + 1``.
+        chunk_size (int): Queries per similarity block. Defaults to 1024.
+
+    Returns:
+        float: Top-1 accuracy in percent.
+    """
+    if k < 1 or k > len(train_feats):
+        raise ValueError(f'k must be in [1, {len(train_feats)}], got {k}')
+    num_classes = num_classes or int(
+        max(train_labels.max(), test_labels.max())) + 1
+    bank = F.normalize(train_feats.float(), dim=1)
+    correct = 0
+    for start in range(0, len(test_feats), chunk_size):
+        query = F.normalize(test_feats[start:start + chunk_size].float(), dim=1)
+        sim, idx = (query @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(query), num_classes)
+        votes.scatter_add_(1, train_labels[idx], (sim / temperature).exp())
+        pred = votes.argmax(dim=1)
+        correct += (pred == test_labels[start:start + chunk_size]).sum().item()
+    return 100.0 * correct / len(test_feats)
+
+
+def linear_probe(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test_feats: torch.Tensor,
+                 test_labels: torch.Tensor,
+                 epochs: int = 100,
+                 lr: float = 0.1,
+                 weight_decay: float = 1e-4,
+                 batch_size: int = 1024,
+                 seed: int = 0) -> float:
+    """Top-1 accuracy of a linear classifier on frozen features.
+
+    Features are standardised with the training statistics (the role of the
+    BatchNorm neck in MAE's linear probing), then a linear layer is trained
+    with SGD (momentum 0.9, cosine lr).
+
+    Args:
+        train_feats (Tensor): Training features (N, C).
+        train_labels (Tensor): Training labels (N,).
+        test_feats (Tensor): Test features (M, C).
+        test_labels (Tensor): Test labels (M,).
+        epochs (int): Training epochs. Defaults to 100.
+        lr (float): Peak learning rate. Defaults to 0.1.
+        weight_decay (float): Weight decay. Defaults to 1e-4.
+        batch_size (int): Batch size. Defaults to 1024.
+        seed (int): Seed of the initialisation and shuffling. Defaults to 0.
+
+    Returns:
+        float: Top-1 accuracy in percent.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    mean = train_feats.mean(0, keepdim=True)
+    std = train_feats.std(0, keepdim=True).clamp_min(1e-6)
+    x_train = (train_feats - mean) / std
+    x_test = (test_feats - mean) / std
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    clf = nn.Linear(x_train.shape[1], num_classes)
+    with torch.no_grad():
+        clf.weight.normal_(0, 0.01, generator=gen)
+        clf.bias.zero_()
+    optim = torch.optim.SGD(
+        clf.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    steps = epochs * ((len(x_train) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, steps)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x_train), generator=gen)
+        for start in range(0, len(x_train), batch_size):
+            idx = perm[start:start + batch_size]
+            loss = F.cross_entropy(clf(x_train[idx]), train_labels[idx])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            sched.step()
+    with torch.no_grad():
+        pred = clf(x_test).argmax(dim=1)
+    return 100.0 * (pred == test_labels).float().mean().item()
+
+
+def evaluate_features(train: Tuple[torch.Tensor, torch.Tensor],
+                      test: Tuple[torch.Tensor, torch.Tensor],
+                      knn_k: int = 20,
+                      probe_epochs: int = 100) -> Dict[str, float]:
+    """Run kNN and (when ``probe_epochs > 0``) the linear probe.
+
+    Args:
+        train (tuple[Tensor, Tensor]): Training features and labels.
+        test (tuple[Tensor, Tensor]): Test features and labels.
+        knn_k (int): Neighbours of the kNN classifier. Defaults to 20.
+        probe_epochs (int): Epochs of the linear probe; 0 skips it.
+            Defaults to 100.
+
+    Returns:
+        dict[str, float]: ``knn_top1`` and, if run, ``linear_top1`` (%).
+    """
+    results = dict(knn_top1=knn_classify(*train, *test, k=knn_k))
+    if probe_epochs > 0:
+        results['linear_top1'] = linear_probe(
+            *train, *test, epochs=probe_epochs)
+    return results
