@@ -60,6 +60,9 @@ has() {
     echo "$PY -c \"import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')\""
 }
 
+# setuptools: < 81 keeps pkg_resources (mmengine 0.10.7, openmim, mmcv's
+# setup.py need it); < 80 keeps `setup.py develop` egg-links (see step 6).
+
 # 1. A Python 3.11 virtual environment.
 pick_python() {
     for cand in "${PYTHON:-}" python3.11 python3; do
@@ -74,16 +77,16 @@ pick_python() {
 }
 BASE_PY=$(pick_python)
 run_step venv "test -x '$PY' && '$PY' -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'" \
-    "rm -rf '$VENV' && '$BASE_PY' -m venv '$VENV' && $PIP install -U 'pip<25' wheel 'setuptools<81' ninja"
+    "rm -rf '$VENV' && '$BASE_PY' -m venv '$VENV' && $PIP install -U 'pip<25' wheel 'setuptools<80' ninja"
 
 # 2. torch + torchvision as a matched pair (the CPU-only torch cannot load
 #    PyPI's torchvision, so both come from PyPI together).
 run_step torch "$(has torch $TORCH) && $(has torchvision $TORCHVISION)" \
-    "$PIP install torch==$TORCH torchvision==$TORCHVISION 'setuptools<81'"
+    "$PIP install torch==$TORCH torchvision==$TORCHVISION 'setuptools<80'"
 
 # 3. mmengine and the build requirements of mmcv.
 run_step mmengine "$(has mmengine $MMENGINE)" \
-    "$PIP install mmengine==$MMENGINE 'setuptools<81' ninja"
+    "$PIP install mmengine==$MMENGINE 'setuptools<80' ninja"
 
 # 4. mmcv 2.1.0 with CPU ops, built from its sdist once and cached.
 build_mmcv() {
@@ -113,19 +116,23 @@ export -f build_mmcv
 export CACHE MMCV MMCV_WHEEL SHARED_WHEELS
 run_step mmcv-wheel "test -f '$CACHE/$MMCV_WHEEL'" build_mmcv
 run_step mmcv "$(has mmcv $MMCV) && $PY -c 'import mmcv.ops'" \
-    "$PIP install '$CACHE/$MMCV_WHEEL' 'setuptools<81'"
+    "$PIP install '$CACHE/$MMCV_WHEEL' 'setuptools<80'"
 
 # 5. The OpenMMLab toolboxes, openmim and pytest.  openmim's own dependency
 #    chain (opendatalab -> openxlab) pins setuptools~=60.2, so it is installed
 #    without dependencies plus the few it needs for `mim train/test`.
 run_step toolboxes "$(has mmpretrain $MMPRETRAIN) && $(has mmdet $MMDET) && $(has mmsegmentation $MMSEG) && $(has openmim $OPENMIM)" \
-    "$PIP install mmpretrain==$MMPRETRAIN mmdet==$MMDET mmsegmentation==$MMSEG 'setuptools<81' \
+    "$PIP install mmpretrain==$MMPRETRAIN mmdet==$MMDET mmsegmentation==$MMSEG 'setuptools<80' \
          ftfy regex -r '$ROOT/requirements/tests.txt' \
          click colorama model-index pandas requests rich tabulate \
      && $PIP install --no-deps openmim==$OPENMIM"
 
-# 6. This package, editable, with its `.mim` links (configs, tools).
-run_step mim_plugins "$PY -c 'import mim_plugins' && test -e '$ROOT/mim_plugins/.mim/tools/train.py'" \
+# 6. This package, editable, with its `.mim` links (configs, tools).  mim
+#    finds `.mim/tools/train.py` under the distribution's location; setuptools
+#    < 80 keeps that location at the checkout (egg-link), while setuptools 80's
+#    PEP 660 editable install reports site-packages and hides it.
+MIM_CHECK="from mim.utils.utils import get_installed_path as p; import os, sys; sys.exit(not os.path.isfile(os.path.join(p('mim_plugins'), '.mim', 'tools', 'train.py')))"
+run_step mim_plugins "$PY -c 'import mim_plugins' && $PY -W ignore -c \"$MIM_CHECK\"" \
     "cd '$ROOT' && $PIP install --no-deps --no-build-isolation -e ."
 
 # 7. Fashion-MNIST for the demo: the Debian package dataset-fashion-mnist

@@ -113,14 +113,16 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             persistent_workers=True,
             collate_fn=dict(type='default_collate'))
         loader.update(cfg.test_dataloader)
-        if loader.get('num_workers', 0) == 0 or args.no_pin_memory:
-            loader['persistent_workers'] = False
         if args.no_pin_memory:
             loader['pin_memory'] = False
         cfg.test_dataloader = loader
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # torch refuses persistent workers without worker processes.
+    if cfg.get('test_dataloader') and \
+            cfg.test_dataloader.get('num_workers', 0) == 0:
+        cfg.test_dataloader['persistent_workers'] = False
     return setup_cpu_distributed(cfg)
 
 

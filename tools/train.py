@@ -109,8 +109,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             continue
         dataloader_cfg = deepcopy(default_dataloader_cfg)
         dataloader_cfg.update(cfg[field])
-        if dataloader_cfg.get('num_workers', 0) == 0:
-            dataloader_cfg['persistent_workers'] = False
         if args.no_pin_memory:
             dataloader_cfg['pin_memory'] = False
         if args.no_persistent_workers:
@@ -119,6 +117,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+
+    # torch refuses persistent workers without worker processes.
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(field) and cfg[field].get('num_workers', 0) == 0:
+            cfg[field]['persistent_workers'] = False
 
     return setup_cpu_distributed(cfg)
 

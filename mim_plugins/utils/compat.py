@@ -221,9 +221,12 @@ def _patch_amp() -> None:
 def setup_cpu_distributed(cfg: Config) -> Config:
     """Make a distributed config runnable on CPU processes.
 
-    When CUDA is absent, mmengine's defaults (``nccl`` backend, DDP with
-    ``device_ids=[LOCAL_RANK]``) cannot work: use ``gloo`` and let DDP run on
-    CPU modules (``device_ids=None``).
+    When CUDA is absent, mmengine's defaults cannot work: ``init_dist`` calls
+    ``torch.cuda.set_device`` whatever the backend, and DDP is built with
+    ``device_ids=[LOCAL_RANK]``, which CPU modules reject.  So, for the
+    ``pytorch`` launcher (``torchrun``/``tools/dist_train.sh``), this joins
+    the process group with ``gloo`` here (the Runner then skips its own
+    ``init_dist``) and builds DDP with ``device_ids=None``.
 
     Args:
         cfg (Config): The training config, modified in place.
@@ -231,7 +234,8 @@ def setup_cpu_distributed(cfg: Config) -> Config:
     Returns:
         Config: The same config.
     """
-    if torch.cuda.is_available() or cfg.get('launcher', 'none') == 'none':
+    launcher = cfg.get('launcher', 'none')
+    if torch.cuda.is_available() or launcher == 'none':
         return cfg
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
@@ -246,7 +250,15 @@ def setup_cpu_distributed(cfg: Config) -> Config:
             wrapper_type, torch.nn.parallel.DistributedDataParallel):
         wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+    import torch.distributed as torch_dist
+    if launcher == 'pytorch' and not torch_dist.is_initialized():
+        kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
     return cfg
 
 
