@@ -1,0 +1,81 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Shared fixtures: a tiny Fashion-MNIST-format dataset made on the fly."""
+import os
+import os.path as osp
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VENV_BIN = osp.dirname(sys.executable)
+DEMO_CONFIG = osp.join(
+    REPO_ROOT, 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-2e_fashion-mnist.py')
+
+
+def write_idx(folder: str, prefix: str, images: np.ndarray,
+              labels: np.ndarray) -> None:
+    """Write images/labels in the (uncompressed) MNIST IDX format."""
+    n, h, w = images.shape
+    with open(osp.join(folder, f'{prefix}-images-idx3-ubyte'), 'wb') as f:
+        f.write(struct.pack('>IIII', 2051, n, h, w))
+        f.write(images.astype(np.uint8).tobytes())
+    with open(osp.join(folder, f'{prefix}-labels-idx1-ubyte'), 'wb') as f:
+        f.write(struct.pack('>II', 2049, n))
+        f.write(labels.astype(np.uint8).tobytes())
+
+
+def make_fake_fmnist(folder: str, n_train: int = 256, n_test: int = 64,
+                     seed: int = 0) -> str:
+    """Create a class-structured 28x28 gray dataset in IDX format.
+
+    Each class is a bright horizontal bar at its own height plus noise, so a
+    classifier on any reasonable feature can tell classes apart.
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for prefix, n in (('train', n_train), ('t10k', n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, size=(n, 28, 28))
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c:4 + 2 * c, 4:24] = 220
+        write_idx(folder, prefix, images, labels)
+    return folder
+
+
+@pytest.fixture(scope='session')
+def fmnist_root(tmp_path_factory) -> str:
+    return make_fake_fmnist(str(tmp_path_factory.mktemp('fashion-mnist')))
+
+
+def subprocess_env() -> dict:
+    """Environment for tool subprocesses: the venv first on PATH."""
+    env = dict(os.environ)
+    env['PATH'] = VENV_BIN + os.pathsep + env.get('PATH', '')
+    env['PYTHONPATH'] = REPO_ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env['PYTHON'] = sys.executable
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env['PORT'] = str(free_port())  # for tools/dist_*.sh
+    return env
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def small_run_options(data_root: str, batch_size: int = 32,
+                      num_samples: int = 64) -> list:
+    """--cfg-options for a 2-iteration epoch on the fake dataset."""
+    return [
+        f'train_dataloader.dataset.data_prefix={data_root}',
+        f'train_dataloader.dataset.indices={num_samples}',
+        f'train_dataloader.batch_size={batch_size}',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'train_cfg.max_epochs=1',
+        'default_hooks.logger.interval=1',
+    ]

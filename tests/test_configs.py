@@ -1,0 +1,41 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Every config parses; plugin configs build their model."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from conftest import REPO_ROOT
+
+CONFIGS = sorted(
+    p for p in glob.glob(
+        osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p.split(osp.sep))
+
+
+def test_configs_found():
+    assert len(CONFIGS) >= 2
+
+
+@pytest.mark.parametrize(
+    'path', CONFIGS, ids=[osp.relpath(p, REPO_ROOT) for p in CONFIGS])
+def test_config_parses_and_builds(path):
+    cfg = Config.fromfile(path)
+    assert cfg.get('default_scope') == 'mmpretrain'
+    imports = cfg.get('custom_imports', {}).get('imports', [])
+    assert 'mim_plugins' in imports, 'plugin configs import mim_plugins'
+    assert cfg.custom_imports.allow_failed_imports is False
+    if 'model' not in cfg:
+        return
+    from mmpretrain.registry import MODELS
+    model_cfg = cfg.model.copy()
+    # Do not load pre-trained weights while building.
+    backbone = model_cfg.get('backbone', {})
+    if isinstance(backbone.get('init_cfg'), dict) and \
+            backbone['init_cfg'].get('type') == 'Pretrained':
+        backbone['init_cfg'] = None
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(model_cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0

@@ -1,0 +1,71 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import torch
+from mmengine.registry import DefaultScope
+from PIL import Image
+
+from mim_plugins.visualization import (mae_reconstruct,
+                                       save_reconstruction_grid)
+
+
+def tiny_mae():
+    from mmpretrain.registry import MODELS
+    cfg = dict(
+        type='MAE',
+        backbone=dict(
+            type='MAEViT',
+            arch=dict(
+                embed_dims=32, num_layers=2, num_heads=2,
+                feedforward_channels=64),
+            img_size=16,
+            patch_size=4,
+            patch_cfg=dict(in_channels=1),
+            mask_ratio=0.75),
+        neck=dict(
+            type='MAEPretrainDecoder',
+            num_patches=16,
+            patch_size=4,
+            in_chans=1,
+            embed_dim=32,
+            decoder_embed_dim=16,
+            decoder_depth=1,
+            decoder_num_heads=2),
+        head=dict(
+            type='MAEPretrainHead',
+            norm_pix=True,
+            patch_size=4,
+            in_channels=1,
+            loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def test_composite_keeps_visible_patches(tmp_path):
+    model = tiny_mae()
+    inputs = torch.randn(3, 1, 16, 16)
+    out = mae_reconstruct(model, inputs, seed=0)
+    assert out['mask'].shape == (3, 16)
+    assert (out['mask'].sum(1) == 12).all()  # 75 % of 16 patches
+    head = model.head
+    visible = (1 - out['mask']).unsqueeze(-1).bool()
+    comp = head.patchify(out['composite'])
+    orig = head.patchify(inputs)
+    assert torch.allclose(comp[visible.expand_as(comp)],
+                          orig[visible.expand_as(orig)], atol=1e-5)
+    masked = head.patchify(out['masked'])
+    assert (masked[~visible.expand_as(masked)] == 0).all()
+    rec = head.patchify(out['reconstruction'])
+    assert torch.allclose(comp[~visible.expand_as(comp)],
+                          rec[~visible.expand_as(rec)])
+    # same seed -> same mask
+    again = mae_reconstruct(model, inputs, seed=0)
+    assert torch.equal(again['mask'], out['mask'])
+
+    png = save_reconstruction_grid(
+        out, str(tmp_path / 'grid.png'), mean=[127.5], std=[50.0],
+        num_images=3, title='t')
+    with Image.open(png) as img:
+        w, h = img.size
+    # 3 columns x 4 rows of 1.3 x 1.4 inch cells at 120 dpi
+    assert (w, h) == (round(3 * 1.3 * 120), round(4 * 1.4 * 120))
