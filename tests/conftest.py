@@ -11,7 +11,7 @@ import pytest
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VENV_BIN = osp.dirname(sys.executable)
 DEMO_CONFIG = osp.join(
-    REPO_ROOT, 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-2e_fashion-mnist.py')
+    REPO_ROOT, 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
 
 
 def write_idx(folder: str, prefix: str, images: np.ndarray,
@@ -26,7 +26,7 @@ def write_idx(folder: str, prefix: str, images: np.ndarray,
         f.write(labels.astype(np.uint8).tobytes())
 
 
-def make_fake_fmnist(folder: str, n_train: int = 256, n_test: int = 64,
+def make_fake_fmnist(folder: str, n_train: int = 320, n_test: int = 64,
                      seed: int = 0) -> str:
     """Create a class-structured 28x28 gray dataset in IDX format.
 
