@@ -1,0 +1,192 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Cost of one real training step: FLOPs, peak memory and time.
+
+Used by ``tools/analysis_tools/benchmark_efficiency.py``.  Everything is
+measured around the model's own ``train_step`` (forward, backward and
+optimizer step, so methods with several backward/step calls per iteration
+are measured as they train).
+"""
+import statistics
+import time
+from typing import Callable, Dict, Iterable, Optional
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+
+class LiveTensorMemory(TorchDispatchMode):
+    """Track the bytes of live tensor storages at the dispatcher level.
+
+    Every tensor produced by an operator is counted once per storage until the
+    storage is freed; tensors that exist before (parameters, buffers,
+    optimizer state) are registered with :meth:`track`.  ``peak`` is the
+    largest total seen.  Unlike ``torch.distributed._tools.mem_tracker``,
+    this needs no module hooks, so it works with frozen parameters (MAE's
+    fixed position embedding) and with any ``train_step``.
+
+    Storages are counted by their size, so views cost nothing and the figure
+    is what an allocator without caching or fragmentation would hold (on
+    CUDA, ``torch.cuda.max_memory_allocated`` is the reference).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: Dict[int, tuple] = {}
+        self.current = 0
+        self.peak = 0
+
+    def track(self, tensors: Iterable) -> None:
+        """Count the storages of ``tensors`` (ignores non-tensors)."""
+        for t in tensors:
+            if not isinstance(t, torch.Tensor) or t.device.type == 'meta':
+                continue
+            storage = t.untyped_storage()
+            key = storage._cdata
+            if key in self._live:
+                continue
+            nbytes = storage.nbytes()
+            self._live[key] = (StorageWeakRef(storage), nbytes)
+            self.current += nbytes
+        self.peak = max(self.peak, self.current)
+
+    def sweep(self) -> None:
+        """Forget storages that have been freed."""
+        for key, (ref, nbytes) in list(self._live.items()):
+            if ref.expired():
+                del self._live[key]
+                self.current -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.sweep()
+        self.track(tree_flatten(out)[0])
+        return out
+
+
+def optimizer_tensors(optim_wrapper) -> list:
+    """All tensors held in the optimizer state(s) of a wrapper."""
+    optimizers = []
+    if hasattr(optim_wrapper, 'optim_wrappers'):  # OptimWrapperDict
+        for wrapper in optim_wrapper.optim_wrappers.values():
+            optimizers.append(wrapper.optimizer)
+    elif hasattr(optim_wrapper, 'optimizers'):  # wrappers with a list
+        optimizers.extend(optim_wrapper.optimizers)
+    else:
+        optimizers.append(optim_wrapper.optimizer)
+    tensors = []
+    for optim in optimizers:
+        for state in optim.state.values():
+            tensors.extend(v for v in state.values()
+                           if isinstance(v, torch.Tensor))
+    return tensors
+
+
+def resident_bytes(model: torch.nn.Module, optim_wrapper) -> int:
+    """Bytes of parameters, buffers, gradients and optimizer state."""
+    seen, total = set(), 0
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+    tensors += optimizer_tensors(optim_wrapper)
+    for t in tensors:
+        storage = t.untyped_storage()
+        if storage._cdata not in seen:
+            seen.add(storage._cdata)
+            total += storage.nbytes()
+    return total
+
+
+def measure_step(step: Callable[[], None],
+                 model: torch.nn.Module,
+                 optim_wrapper,
+                 device: str = 'cpu',
+                 iters: int = 3) -> Dict[str, float]:
+    """FLOPs, peak memory and time of ``step`` (one training iteration).
+
+    One warm-up step runs first (it creates the optimizer state, as in real
+    training), then one step under :class:`FlopCounterMode`, one step under
+    the memory tracker (CPU) or ``max_memory_allocated`` (CUDA), and
+    ``iters`` timed steps.
+
+    Args:
+        step (Callable): Runs one training iteration.
+        model (nn.Module): The model (for the resident-memory count).
+        optim_wrapper: Its optimizer wrapper.
+        device (str): ``'cpu'`` or ``'cuda'``. Defaults to ``'cpu'``.
+        iters (int): Timed steps; the median is reported. Defaults to 3.
+
+    Returns:
+        dict: ``flops`` (per step), ``peak_bytes``, ``resident_bytes`` and
+        ``step_time`` (seconds, median).
+    """
+    step()  # warm-up: optimizer state exists from now on
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+
+    resident = resident_bytes(model, optim_wrapper)
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        tracker = LiveTensorMemory()
+        tracker.track(model.parameters())
+        tracker.track(model.buffers())
+        tracker.track(p.grad for p in model.parameters())
+        tracker.track(optimizer_tensors(optim_wrapper))
+        with tracker:
+            step()
+        peak = tracker.peak
+
+    times = []
+    for _ in range(max(1, iters)):
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return dict(
+        flops=float(flops),
+        peak_bytes=float(peak),
+        resident_bytes=float(resident),
+        step_time=statistics.median(times))
+
+
+def extrapolate_memory(peak_small: float, peak_large: float,
+                       batch_small: int, batch_large: int,
+                       batch: int) -> float:
+    """Peak memory at ``batch`` from two measured batch sizes.
+
+    Activation memory grows linearly with the batch while parameters and
+    optimizer state do not, so the peak is ``a + b * batch``.
+
+    Args:
+        peak_small (float): Peak bytes measured at ``batch_small``.
+        peak_large (float): Peak bytes measured at ``batch_large``.
+        batch_small (int): The smaller batch size.
+        batch_large (int): The larger batch size (> ``batch_small``).
+        batch (int): The batch size to extrapolate to.
+
+    Returns:
+        float: The extrapolated peak in bytes.
+    """
+    if batch_large <= batch_small:
+        raise ValueError('batch_large must be larger than batch_small, got '
+                         f'{batch_small} and {batch_large}')
+    slope = (peak_large - peak_small) / (batch_large - batch_small)
+    return peak_small + slope * (batch - batch_small)
+
+
+def ratio(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
+    """``value / baseline`` or None when either is missing or zero."""
+    if not value or not baseline:
+        return None
+    return value / baseline
