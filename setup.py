@@ -98,10 +98,14 @@ if __name__ == '__main__':
         install_requires=parse_requirements('requirements/runtime.txt') +
         parse_requirements('requirements/mminstall.txt'),
         extras_require={
-            'tests': parse_requirements('requirements/tests.txt'),
-            'det': parse_requirements('requirements/det.txt'),
-            'seg': parse_requirements('requirements/seg.txt'),
-            'all': parse_requirements('requirements/tests.txt') +
+            'tests':
+            parse_requirements('requirements/tests.txt'),
+            'det':
+            parse_requirements('requirements/det.txt'),
+            'seg':
+            parse_requirements('requirements/seg.txt'),
+            'all':
+            parse_requirements('requirements/tests.txt') +
             parse_requirements('requirements/det.txt') +
             parse_requirements('requirements/seg.txt'),
         },

@@ -16,7 +16,8 @@ mmpretrain_maximum_version = '1.3.0'
 
 
 def _check(name: str, version: str, low: str, high: str) -> None:
-    if not (digit_version(low) <= digit_version(version) < digit_version(high)):
+    if not (digit_version(low) <= digit_version(version) <
+            digit_version(high)):
         raise ImportError(
             f'{name}=={version} is used but incompatible with mim_plugins '
             f'{__version__}: please install {name}>={low},<{high} '

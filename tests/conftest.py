@@ -26,7 +26,9 @@ def write_idx(folder: str, prefix: str, images: np.ndarray,
         f.write(labels.astype(np.uint8).tobytes())
 
 
-def make_fake_fmnist(folder: str, n_train: int = 320, n_test: int = 64,
+def make_fake_fmnist(folder: str,
+                     n_train: int = 320,
+                     n_test: int = 64,
                      seed: int = 0) -> str:
     """Create a class-structured 28x28 gray dataset in IDX format.
 
@@ -67,7 +69,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def small_run_options(data_root: str, batch_size: int = 32,
+def small_run_options(data_root: str,
+                      batch_size: int = 32,
                       num_samples: int = 64) -> list:
     """--cfg-options for a 2-iteration epoch on the fake dataset."""
     return [

@@ -4,10 +4,9 @@ import glob
 import os.path as osp
 
 import pytest
+from conftest import REPO_ROOT
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-
-from conftest import REPO_ROOT
 
 CONFIGS = sorted(
     p for p in glob.glob(

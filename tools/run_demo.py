@@ -28,10 +28,10 @@ from mmengine.runner import Runner
 import mim_plugins  # noqa: F401
 from mim_plugins.evaluation import evaluate_features, extract_features
 from mim_plugins.utils import set_max_epochs
-from mim_plugins.visualization import (mae_reconstruct,
-                                       save_reconstruction_grid)
+from mim_plugins.visualization import mae_reconstruct, save_reconstruction_grid
 
-DEFAULT_CONFIG = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'
+DEFAULT_CONFIG = ('configs/mae/'
+                  'mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
 
 
 def parse_args() -> argparse.Namespace:
@@ -117,8 +117,8 @@ def main() -> None:
     runner = Runner.from_cfg(cfg)
     t0 = time.time()
     if args.skip_train:
-        runner.load_checkpoint(osp.join(args.work_dir, 'epoch_%d.pth' %
-                                        cfg.train_cfg.max_epochs))
+        runner.load_checkpoint(
+            osp.join(args.work_dir, 'epoch_%d.pth' % cfg.train_cfg.max_epochs))
     else:
         runner.train()
     train_time = time.time() - t0
@@ -179,8 +179,7 @@ def main() -> None:
             ('random-init kNN top-1', f"{random['knn_top1']:.2f} %")]
     if 'linear_top1' in pretrained:
         rows += [('linear-probe top-1', f"{pretrained['linear_top1']:.2f} %"),
-                 ('random-init probe top-1',
-                  f"{random['linear_top1']:.2f} %")]
+                 ('random-init probe top-1', f"{random['linear_top1']:.2f} %")]
     rows += [('checkpoint', ckpt), ('reconstructions', png)]
     width = max(len(k) for k, _ in rows)
     print('\n' + '=' * 60)

@@ -40,7 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
-        help='scale the lr by actual total batch / auto_scale_lr.base_batch_size')
+        help='scale the lr by the actual total batch over '
+        'auto_scale_lr.base_batch_size')
     parser.add_argument(
         '--no-pin-memory',
         action='store_true',

@@ -15,8 +15,7 @@ from torch import nn
 def extract_features(
     model: nn.Module,
     data: Iterable,
-    feat_fn: Optional[Callable[[nn.Module, torch.Tensor],
-                               torch.Tensor]] = None
+    feat_fn: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Extract one feature vector per image with a frozen model.
 
@@ -42,8 +41,8 @@ def extract_features(
             inputs = inputs[0]
         feats.append(feat_fn(model, inputs).float().cpu())
         labels.append(
-            torch.cat([ds.gt_label.view(-1) for ds in batch['data_samples']
-                       ]).cpu())
+            torch.cat([ds.gt_label.view(-1)
+                       for ds in batch['data_samples']]).cpu())
     model.train(was_training)
     return torch.cat(feats), torch.cat(labels)
 
@@ -105,7 +104,8 @@ def knn_classify(train_feats: torch.Tensor,
     bank = F.normalize(train_feats.float(), dim=1)
     correct = 0
     for start in range(0, len(test_feats), chunk_size):
-        query = F.normalize(test_feats[start:start + chunk_size].float(), dim=1)
+        query = F.normalize(
+            test_feats[start:start + chunk_size].float(), dim=1)
         sim, idx = (query @ bank.T).topk(k, dim=1)
         votes = torch.zeros(len(query), num_classes)
         votes.scatter_add_(1, train_labels[idx], (sim / temperature).exp())

@@ -244,8 +244,8 @@ def setup_cpu_distributed(cfg: Config) -> Config:
         type='MMDistributedDataParallel',
         broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper_type = MODEL_WRAPPERS.get(wrapper.get('type',
-                                                  'MMDistributedDataParallel'))
+    wrapper_type = MODEL_WRAPPERS.get(
+        wrapper.get('type', 'MMDistributedDataParallel'))
     if isinstance(wrapper_type, type) and issubclass(
             wrapper_type, torch.nn.parallel.DistributedDataParallel):
         wrapper['device_ids'] = None

@@ -6,11 +6,15 @@ measured around the model's own ``train_step`` (forward, backward and
 optimizer step, so methods with several backward/step calls per iteration
 are measured as they train).
 """
+import os.path as osp
 import statistics
 import time
 from typing import Callable, Dict, Iterable, Optional
 
 import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -160,9 +164,8 @@ def measure_step(step: Callable[[], None],
         step_time=statistics.median(times))
 
 
-def extrapolate_memory(peak_small: float, peak_large: float,
-                       batch_small: int, batch_large: int,
-                       batch: int) -> float:
+def extrapolate_memory(peak_small: float, peak_large: float, batch_small: int,
+                       batch_large: int, batch: int) -> float:
     """Peak memory at ``batch`` from two measured batch sizes.
 
     Activation memory grows linearly with the batch while parameters and
@@ -185,8 +188,125 @@ def extrapolate_memory(peak_small: float, peak_large: float,
     return peak_small + slope * (batch - batch_small)
 
 
-def ratio(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
+def ratio(value: Optional[float],
+          baseline: Optional[float]) -> Optional[float]:
     """``value / baseline`` or None when either is missing or zero."""
     if not value or not baseline:
         return None
     return value / baseline
+
+
+def load_config(path: str, device: str = 'cpu') -> Config:
+    """Load a config; AMP becomes fp32 on CPU (no bf16 kernels measured)."""
+    cfg = Config.fromfile(path)
+    wrapper = cfg.optim_wrapper
+    if device == 'cpu' and wrapper.get('type') == 'AmpOptimWrapper':
+        # fp32 on CPU: the comparison must not depend on bf16 kernels
+        wrapper.type = 'OptimWrapper'
+        wrapper.pop('loss_scale', None)
+        wrapper.pop('dtype', None)
+    return cfg
+
+
+def build_model_and_optim(cfg: Config, device: str = 'cpu'):
+    """Build the model (initialised, train mode) and its optim wrapper."""
+    from mmpretrain.registry import MODELS
+    model_cfg = cfg.model.copy()
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+        model = model.to(device).train()
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    return model, optim_wrapper
+
+
+def image_shape(cfg: Config, img_size: Optional[int] = None) -> tuple:
+    """(C, H, W) of the config's inputs."""
+    channels = len(cfg.get('data_preprocessor', {}).get('mean', [0, 0, 0]))
+    size = img_size or cfg.model.get('backbone', {}).get('img_size', 224)
+    return channels, size, size
+
+
+def make_batch(batch_size: int, shape: tuple, seed: int = 0) -> dict:
+    """Random uint8 images and empty data samples, as a dataloader gives."""
+    from mmpretrain.structures import DataSample
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(
+        0, 256, (batch_size, *shape), generator=gen, dtype=torch.uint8)
+    return dict(
+        inputs=images, data_samples=[DataSample() for _ in range(batch_size)])
+
+
+def per_device_batch(cfg: Config) -> int:
+    """The per-device batch size of the config's training dataloader."""
+    return int(cfg.get('train_dataloader', {}).get('batch_size', 8))
+
+
+def measure_config(path: str,
+                   batch_size: int = 8,
+                   mem_batch: Optional[int] = None,
+                   img_size: Optional[int] = None,
+                   device: str = 'cpu',
+                   iters: int = 3,
+                   seed: int = 0) -> Dict:
+    """Build a config's model and optimizer wrapper and measure a train step.
+
+    Args:
+        path (str): Config path (plugin or upstream).
+        batch_size (int): Batch of the FLOPs/time measurement; memory is
+            also measured at ``2 * batch_size``. Defaults to 8.
+        mem_batch (int, optional): Batch at which memory is compared;
+            defaults to the config's per-device batch (extrapolated linearly
+            from the two measured batches unless it is one of them).
+        img_size (int, optional): Image size; defaults to the backbone's.
+        device (str): ``'cpu'`` or ``'cuda'``. Defaults to ``'cpu'``.
+        iters (int): Timed steps. Defaults to 3.
+        seed (int): Seed of the weights and the random images.
+
+    Returns:
+        dict: One record of the efficiency report (without ratios).
+    """
+    cfg = load_config(path, device)
+    shape = image_shape(cfg, img_size)
+    mem_batch = mem_batch or per_device_batch(cfg)
+    record = dict(
+        config=path,
+        name=osp.splitext(osp.basename(path))[0],
+        algorithm=cfg.model.type,
+        image_shape=list(shape),
+        batch_size=batch_size,
+        mem_batch=mem_batch)
+    results = {}
+    for batch in (batch_size, 2 * batch_size):
+        torch.manual_seed(seed)
+        model, optim_wrapper = build_model_and_optim(cfg, device)
+        data = make_batch(batch, shape, seed)
+
+        def step(model=model, data=data, optim_wrapper=optim_wrapper):
+            with DefaultScope.overwrite_default_scope('mmpretrain'):
+                model.train_step(data, optim_wrapper)
+
+        results[batch] = measure_step(
+            step, model, optim_wrapper, device=device, iters=iters)
+        if batch == batch_size:
+            record['params_total'] = sum(p.numel() for p in model.parameters())
+            backbone = getattr(model, 'backbone', None)
+            record['params_encoder'] = sum(
+                p.numel() for p in backbone.parameters()) if backbone else None
+        del model, optim_wrapper
+    small, large = results[batch_size], results[2 * batch_size]
+    record['flops_per_image'] = small['flops'] / batch_size
+    record['step_time'] = small['step_time']
+    record['images_per_s'] = batch_size / small['step_time']
+    record['resident_bytes'] = small['resident_bytes']
+    record['peak_bytes_measured'] = {
+        str(batch_size): small['peak_bytes'],
+        str(2 * batch_size): large['peak_bytes']
+    }
+    record['peak_bytes_at_mem_batch'] = extrapolate_memory(
+        small['peak_bytes'], large['peak_bytes'], batch_size, 2 * batch_size,
+        mem_batch)
+    record['peak_bytes_at_mem_batch_source'] = 'extrapolated' if mem_batch \
+        not in (batch_size, 2 * batch_size) else 'measured'
+    return record

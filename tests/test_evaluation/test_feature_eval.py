@@ -23,7 +23,11 @@ def test_knn_weighted_vote_by_hand():
         v1 = math.exp(s[2] / temperature)
         expected = 0 if v0 > v1 else 1
         acc = knn_classify(
-            bank, labels, query, torch.tensor([expected]), k=3,
+            bank,
+            labels,
+            query,
+            torch.tensor([expected]),
+            k=3,
             temperature=temperature)
         assert acc == 100.0
     # the two temperatures disagree, so the vote weighting matters

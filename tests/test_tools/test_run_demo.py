@@ -4,31 +4,29 @@ import os.path as osp
 import subprocess
 import sys
 
-from PIL import Image
-
 from conftest import REPO_ROOT, subprocess_env
+from PIL import Image
 
 
 def test_demo_end_to_end(fmnist_root, tmp_path):
     work_dir = str(tmp_path / 'demo')
-    proc = subprocess.run(
-        [
-            sys.executable, 'tools/run_demo.py', '--work-dir', work_dir,
-            '--epochs', '1', '--train-samples', '320',
-            '--eval-train-samples', '100', '--eval-test-samples', '50',
-            '--knn-k', '5', '--probe-epochs', '10', '--cfg-options',
-            f'train_dataloader.dataset.data_prefix={fmnist_root}',
-            f'feature_eval_data.train.data_prefix={fmnist_root}',
-            f'feature_eval_data.test.data_prefix={fmnist_root}',
-            'train_dataloader.batch_size=32', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False'
-        ],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=900)
+    proc = subprocess.run([
+        sys.executable, 'tools/run_demo.py', '--work-dir', work_dir,
+        '--epochs', '1', '--train-samples', '320', '--eval-train-samples',
+        '100', '--eval-test-samples', '50', '--knn-k', '5', '--probe-epochs',
+        '10', '--cfg-options',
+        f'train_dataloader.dataset.data_prefix={fmnist_root}',
+        f'feature_eval_data.train.data_prefix={fmnist_root}',
+        f'feature_eval_data.test.data_prefix={fmnist_root}',
+        'train_dataloader.batch_size=32', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ],
+                          cwd=REPO_ROOT,
+                          env=subprocess_env(),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert 'eta:' in proc.stdout  # mmengine progress logging
     with open(osp.join(work_dir, 'demo_results.json')) as f:

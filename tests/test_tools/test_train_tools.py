@@ -9,12 +9,11 @@ import uuid
 
 import pytest
 import torch
+from conftest import (DEMO_CONFIG, REPO_ROOT, VENV_BIN, small_run_options,
+                      subprocess_env)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-
-from conftest import (DEMO_CONFIG, REPO_ROOT, VENV_BIN, small_run_options,
-                      subprocess_env)
 
 FINETUNE_CONFIG = osp.join(
     REPO_ROOT, 'configs/mae/benchmarks/'
@@ -27,7 +26,10 @@ class IterRecorder(Hook):
     def __init__(self):
         self.iters, self.losses = [], []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         self.iters.append(runner.iter)
         self.losses.append(float(outputs['loss'].detach()))
@@ -155,11 +157,11 @@ def test_tools_test_py_and_dist_test(fmnist_root, tmp_path):
         f'val_dataloader.dataset.data_prefix={fmnist_root}',
         'train_dataloader.dataset.indices=64',
         'test_dataloader.dataset.indices=40',
-        'val_dataloader.dataset.indices=40',
-        'train_dataloader.batch_size=32', 'test_dataloader.batch_size=20',
-        'val_dataloader.batch_size=20', 'train_dataloader.num_workers=0',
-        'test_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
-        'train_cfg.max_epochs=1', 'model.backbone.init_cfg=None'
+        'val_dataloader.dataset.indices=40', 'train_dataloader.batch_size=32',
+        'test_dataloader.batch_size=20', 'val_dataloader.batch_size=20',
+        'train_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0', 'train_cfg.max_epochs=1',
+        'model.backbone.init_cfg=None'
     ]
     run([
         sys.executable, 'tools/train.py', FINETUNE_CONFIG, '--work-dir',
@@ -176,8 +178,8 @@ def test_tools_test_py_and_dist_test(fmnist_root, tmp_path):
     import mmengine
     assert 'accuracy/top1' in mmengine.load(out)
     log = run([
-        'bash', 'tools/dist_test.sh', FINETUNE_CONFIG, ckpt, '2',
-        '--work-dir', str(tmp_path / 'dist_test'), '--cfg-options', *data
+        'bash', 'tools/dist_test.sh', FINETUNE_CONFIG, ckpt, '2', '--work-dir',
+        str(tmp_path / 'dist_test'), '--cfg-options', *data
     ], REPO_ROOT)
     assert re.search(r'Epoch\(test\).*accuracy/top1: [\d.]+', log)
 

@@ -87,8 +87,8 @@ def test_collate_scope_is_stripped(fmnist_root):
             download=False,
             indices=8,
             pipeline=[dict(type='mmpretrain.PackInputs')]))
-    assert compat.strip_collate_scope(ConfigDict(cfg))['collate_fn'] == dict(
-        type='default_collate')
+    assert compat.strip_collate_scope(
+        ConfigDict(cfg))['collate_fn'] == dict(type='default_collate')
     assert cfg['collate_fn']['_scope_'] == 'mmpretrain', 'input not mutated'
     batch = next(iter(Runner.build_dataloader(cfg)))
     assert batch['inputs'].shape == (4, 1, 28, 28)

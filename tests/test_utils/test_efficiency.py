@@ -1,9 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import torch
 
-from mim_plugins.utils.efficiency import (LiveTensorMemory,
-                                          extrapolate_memory, measure_step,
-                                          ratio, resident_bytes)
+from mim_plugins.utils.efficiency import (LiveTensorMemory, extrapolate_memory,
+                                          measure_step, ratio, resident_bytes)
 
 
 class ToyWrapper:

@@ -3,8 +3,7 @@ import torch
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from mim_plugins.visualization import (mae_reconstruct,
-                                       save_reconstruction_grid)
+from mim_plugins.visualization import mae_reconstruct, save_reconstruction_grid
 
 
 def tiny_mae():
@@ -14,7 +13,9 @@ def tiny_mae():
         backbone=dict(
             type='MAEViT',
             arch=dict(
-                embed_dims=32, num_layers=2, num_heads=2,
+                embed_dims=32,
+                num_layers=2,
+                num_heads=2,
                 feedforward_channels=64),
             img_size=16,
             patch_size=4,
@@ -51,8 +52,10 @@ def test_composite_keeps_visible_patches(tmp_path):
     visible = (1 - out['mask']).unsqueeze(-1).bool()
     comp = head.patchify(out['composite'])
     orig = head.patchify(inputs)
-    assert torch.allclose(comp[visible.expand_as(comp)],
-                          orig[visible.expand_as(orig)], atol=1e-5)
+    assert torch.allclose(
+        comp[visible.expand_as(comp)],
+        orig[visible.expand_as(orig)],
+        atol=1e-5)
     masked = head.patchify(out['masked'])
     assert (masked[~visible.expand_as(masked)] == 0).all()
     rec = head.patchify(out['reconstruction'])
@@ -63,8 +66,12 @@ def test_composite_keeps_visible_patches(tmp_path):
     assert torch.equal(again['mask'], out['mask'])
 
     png = save_reconstruction_grid(
-        out, str(tmp_path / 'grid.png'), mean=[127.5], std=[50.0],
-        num_images=3, title='t')
+        out,
+        str(tmp_path / 'grid.png'),
+        mean=[127.5],
+        std=[50.0],
+        num_images=3,
+        title='t')
     with Image.open(png) as img:
         w, h = img.size
     # 3 columns x 4 rows of 1.3 x 1.4 inch cells at 120 dpi

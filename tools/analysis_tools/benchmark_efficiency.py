@@ -19,16 +19,12 @@ import json
 import os
 import os.path as osp
 import platform
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
-from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
-from mmengine.registry import DefaultScope
 
 import mim_plugins  # noqa: F401
-from mim_plugins.utils.efficiency import (extrapolate_memory, measure_step,
-                                          ratio)
+from mim_plugins.utils.efficiency import measure_config, ratio
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,95 +54,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', default='work_dirs/efficiency')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()
-
-
-def load_config(path: str, device: str) -> Config:
-    cfg = Config.fromfile(path)
-    wrapper = cfg.optim_wrapper
-    if device == 'cpu' and wrapper.get('type') == 'AmpOptimWrapper':
-        # fp32 on CPU: the comparison must not depend on bf16 kernels
-        wrapper.type = 'OptimWrapper'
-        wrapper.pop('loss_scale', None)
-        wrapper.pop('dtype', None)
-    return cfg
-
-
-def build(cfg: Config, device: str):
-    from mmpretrain.registry import MODELS
-    model_cfg = cfg.model.copy()
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(model_cfg)
-        model.init_weights()
-        model = model.to(device).train()
-        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    return model, optim_wrapper
-
-
-def image_shape(cfg: Config, img_size: Optional[int]) -> tuple:
-    channels = len(cfg.get('data_preprocessor', {}).get('mean', [0, 0, 0]))
-    size = img_size or cfg.model.get('backbone', {}).get('img_size', 224)
-    return channels, size, size
-
-
-def make_batch(batch_size: int, shape: tuple, seed: int) -> dict:
-    from mmpretrain.structures import DataSample
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randint(
-        0, 256, (batch_size, *shape), generator=gen, dtype=torch.uint8)
-    return dict(
-        inputs=images, data_samples=[DataSample() for _ in range(batch_size)])
-
-
-def per_device_batch(cfg: Config) -> int:
-    return int(cfg.get('train_dataloader', {}).get('batch_size', 8))
-
-
-def measure_config(path: str, args: argparse.Namespace) -> Dict:
-    cfg = load_config(path, args.device)
-    shape = image_shape(cfg, args.img_size)
-    mem_batch = args.mem_batch or per_device_batch(cfg)
-    record = dict(
-        config=path,
-        name=osp.splitext(osp.basename(path))[0],
-        algorithm=cfg.model.type,
-        image_shape=list(shape),
-        batch_size=args.batch_size,
-        mem_batch=mem_batch)
-    results = {}
-    for batch_size in (args.batch_size, 2 * args.batch_size):
-        torch.manual_seed(args.seed)
-        model, optim_wrapper = build(cfg, args.device)
-        data = make_batch(batch_size, shape, args.seed)
-
-        def step():
-            with DefaultScope.overwrite_default_scope('mmpretrain'):
-                model.train_step(data, optim_wrapper)
-
-        results[batch_size] = measure_step(
-            step, model, optim_wrapper, device=args.device, iters=args.iters)
-        if batch_size == args.batch_size:
-            record['params_total'] = sum(p.numel() for p in model.parameters())
-            backbone = getattr(model, 'backbone', None)
-            record['params_encoder'] = sum(
-                p.numel()
-                for p in backbone.parameters()) if backbone else None
-        del model, optim_wrapper
-    small, large = results[args.batch_size], results[2 * args.batch_size]
-    record['flops_per_image'] = small['flops'] / args.batch_size
-    record['step_time'] = small['step_time']
-    record['images_per_s'] = args.batch_size / small['step_time']
-    record['resident_bytes'] = small['resident_bytes']
-    record['peak_bytes_measured'] = {
-        str(args.batch_size): small['peak_bytes'],
-        str(2 * args.batch_size): large['peak_bytes']
-    }
-    record['peak_bytes_at_mem_batch'] = extrapolate_memory(
-        small['peak_bytes'], large['peak_bytes'], args.batch_size,
-        2 * args.batch_size, mem_batch)
-    record['peak_bytes_at_mem_batch_source'] = 'extrapolated' if mem_batch \
-        not in (args.batch_size, 2 * args.batch_size) else 'measured'
-    return record
 
 
 def add_ratios(records: List[Dict], baseline: Dict) -> None:
@@ -219,8 +126,15 @@ def main() -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda requested but CUDA is not available')
     os.makedirs(args.out, exist_ok=True)
-    baseline = measure_config(args.baseline, args)
-    records = [baseline] + [measure_config(c, args) for c in args.configs]
+    kwargs = dict(
+        batch_size=args.batch_size,
+        mem_batch=args.mem_batch,
+        img_size=args.img_size,
+        device=args.device,
+        iters=args.iters,
+        seed=args.seed)
+    baseline = measure_config(args.baseline, **kwargs)
+    records = [baseline] + [measure_config(c, **kwargs) for c in args.configs]
     add_ratios(records, baseline)
     meta = dict(
         device=args.device,
