@@ -18,7 +18,6 @@ import argparse
 import json
 import os.path as osp
 import time
-from typing import Dict
 
 import torch
 from mmengine.config import Config, DictAction
@@ -26,7 +25,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import mim_plugins  # noqa: F401
-from mim_plugins.evaluation import evaluate_features, extract_features
+from mim_plugins.evaluation import build_feature_eval_loaders, score_model
 from mim_plugins.utils import set_max_epochs
 from mim_plugins.visualization import mae_reconstruct, save_reconstruction_grid
 
@@ -75,33 +74,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_eval_loaders(cfg: Config, train_samples: int,
-                       test_samples: int) -> Dict:
-    """Dataloaders of the config's ``feature_eval_data`` (train/test)."""
-    if 'feature_eval_data' not in cfg:
-        raise KeyError('the config has no `feature_eval_data` (datasets for '
-                       'the frozen-feature evaluation)')
-    loaders = {}
-    for split, n in (('train', train_samples), ('test', test_samples)):
-        dataset = cfg.feature_eval_data[split].copy()
-        dataset['indices'] = n
-        loaders[split] = Runner.build_dataloader(
-            dict(
-                batch_size=500,
-                num_workers=0,
-                sampler=dict(type='DefaultSampler', shuffle=False),
-                collate_fn=dict(type='default_collate'),
-                dataset=dataset))
-    return loaders
-
-
-def score(model: torch.nn.Module, loaders: Dict, args) -> Dict[str, float]:
-    train = extract_features(model, loaders['train'])
-    test = extract_features(model, loaders['test'])
-    return evaluate_features(
-        train, test, knn_k=args.knn_k, probe_epochs=args.probe_epochs)
-
-
 def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
@@ -126,11 +98,11 @@ def main() -> None:
     model = runner.model
 
     init_default_scope('mmpretrain')
-    loaders = build_eval_loaders(cfg, args.eval_train_samples,
-                                 args.eval_test_samples)
+    loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
+                                         args.eval_test_samples)
     runner.logger.info('Scoring frozen features of the pre-trained model ...')
     t1 = time.time()
-    pretrained = score(model, loaders, args)
+    pretrained = score_model(model, loaders, args.knn_k, args.probe_epochs)
 
     runner.logger.info('Scoring the same model at random initialisation ...')
     torch.manual_seed(0)
@@ -139,7 +111,8 @@ def main() -> None:
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     random_model = runner.build_model(model_cfg)
     random_model.init_weights()
-    random = score(random_model, loaders, args)
+    random = score_model(random_model, loaders, args.knn_k,
+                         args.probe_epochs)
     eval_time = time.time() - t1
 
     # Masked inputs and their reconstructions (test images, fixed mask seed).

@@ -1,8 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .feature_eval import (default_feature, evaluate_features,
-                           extract_features, knn_classify, linear_probe)
+from .feature_eval import (build_feature_eval_loaders, default_feature,
+                           evaluate_features, extract_features, knn_classify,
+                           linear_probe, score_model)
 
 __all__ = [
-    'default_feature', 'evaluate_features', 'extract_features', 'knn_classify',
-    'linear_probe'
+    'build_feature_eval_loaders', 'default_feature', 'evaluate_features',
+    'extract_features', 'knn_classify', 'linear_probe', 'score_model'
 ]

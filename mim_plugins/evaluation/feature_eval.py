@@ -6,6 +6,8 @@ every method is scored the same way.
 """
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
+from mmengine.config import Config
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -192,3 +194,60 @@ def evaluate_features(train: Tuple[torch.Tensor, torch.Tensor],
         results['linear_top1'] = linear_probe(
             *train, *test, epochs=probe_epochs)
     return results
+
+
+def build_feature_eval_loaders(cfg: Config,
+                               train_samples: int = 10000,
+                               test_samples: int = 10000,
+                               batch_size: int = 500) -> Dict:
+    """Dataloaders of a config's ``feature_eval_data`` (``train``/``test``).
+
+    Args:
+        cfg (Config): A pre-training config with ``feature_eval_data``.
+        train_samples (int): First N training images (kNN bank and probe
+            training set); 0 means all. Defaults to 10000.
+        test_samples (int): First N test images; 0 means all.
+            Defaults to 10000.
+        batch_size (int): Batch size of the extraction. Defaults to 500.
+
+    Returns:
+        dict: ``{'train': DataLoader, 'test': DataLoader}``.
+    """
+    from mmengine.runner import Runner
+    if 'feature_eval_data' not in cfg:
+        raise KeyError('the config has no `feature_eval_data` (train/test '
+                       'datasets of the frozen-feature evaluation)')
+    loaders = {}
+    for split, n in (('train', train_samples), ('test', test_samples)):
+        dataset = cfg.feature_eval_data[split].copy()
+        if n:
+            dataset['indices'] = n
+        loaders[split] = Runner.build_dataloader(
+            dict(
+                batch_size=batch_size,
+                num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='default_collate'),
+                dataset=dataset))
+    return loaders
+
+
+def score_model(model: nn.Module,
+                loaders: Dict,
+                knn_k: int = 20,
+                probe_epochs: int = 100) -> Dict[str, float]:
+    """Extract frozen features and run kNN (and the linear probe).
+
+    Args:
+        model (nn.Module): The self-supervised algorithm.
+        loaders (dict): Output of :func:`build_feature_eval_loaders`.
+        knn_k (int): Neighbours of the kNN classifier. Defaults to 20.
+        probe_epochs (int): Linear-probe epochs (0 skips). Defaults to 100.
+
+    Returns:
+        dict[str, float]: ``knn_top1`` and ``linear_top1`` in percent.
+    """
+    train = extract_features(model, loaders['train'])
+    test = extract_features(model, loaders['test'])
+    return evaluate_features(
+        train, test, knn_k=knn_k, probe_epochs=probe_epochs)

@@ -1,1 +1,4 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .feature_eval_hook import FeatureEvalHook
+
+__all__ = ['FeatureEvalHook']

@@ -1,0 +1,40 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT, subprocess_env
+
+
+def test_quick_quality_table(fmnist_root, tmp_path):
+    out = tmp_path / 'quality'
+    proc = subprocess.run(
+        [
+            sys.executable, 'tools/benchmarks/fashion_mnist.py', '--quick',
+            '--methods', 'mae', 'nosuchmethod', '--train-samples', '320',
+            '--eval-train-samples', '100', '--eval-test-samples', '50',
+            '--probe-epochs', '5', '--data-root', fmnist_root, '--out',
+            str(out), '--cfg-options', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False'
+        ],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'nosuchmethod: no configs/nosuchmethod' in proc.stdout
+    with open(out / 'quality.json') as f:
+        report = json.load(f)
+    mae, floor = report['rows']
+    assert mae['method'] == 'mae' and floor['method'] == 'random init'
+    assert mae['epochs'] == 1 and mae['batch'] == 32
+    assert mae['peak_bytes'] > 0
+    curve = mae['runs'][0]['curve']
+    # evaluated at random init (epoch 0) and after the single epoch
+    assert [p['epoch'] for p in curve] == [0, 1]
+    assert curve[0]['pretrain_seconds'] < curve[1]['pretrain_seconds']
+    assert floor['knn_top1']['mean'] == curve[0]['knn_top1']
+    for name in ('quality.md', 'quality.png'):
+        assert (out / name).is_file()
+    assert '| mae | 1 |' in (out / 'quality.md').read_text()

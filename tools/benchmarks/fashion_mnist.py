@@ -1,0 +1,261 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Quality table: every method pre-trained on Fashion-MNIST, same budget.
+
+For each method's ``configs/<algo>/<algo>_*_fashion-mnist.py`` (the same tiny
+encoder, epochs and data for all; MAE is the baseline, random initialisation
+the floor): pre-train, scoring the frozen encoder with kNN (k=20, cosine) and
+a linear probe on the test split at several points of training, so
+time-to-accuracy is visible.  Writes ``quality.json``, ``quality.md`` and
+``quality.png`` into ``--out``.
+
+Example:
+    python tools/benchmarks/fashion_mnist.py --methods mae bim --epochs 10
+    python tools/benchmarks/fashion_mnist.py --quick  # small smoke version
+"""
+import argparse
+import glob
+import json
+import logging
+import os
+import os.path as osp
+import platform
+import statistics
+import time
+import uuid
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+
+import mim_plugins  # noqa: F401
+from mim_plugins.engine.hooks import FeatureEvalHook
+from mim_plugins.utils import set_max_epochs
+from mim_plugins.utils.efficiency import measure_config
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ALL_METHODS = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--methods', nargs='+', default=ALL_METHODS)
+    parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument(
+        '--eval-points',
+        type=int,
+        default=4,
+        help='evaluate every epochs/N epochs (plus at random init)')
+    parser.add_argument(
+        '--train-samples',
+        type=int,
+        default=0,
+        help='pre-train on the first N training images (0 = all)')
+    parser.add_argument('--eval-train-samples', type=int, default=10000)
+    parser.add_argument('--eval-test-samples', type=int, default=10000)
+    parser.add_argument('--probe-epochs', type=int, default=100)
+    parser.add_argument('--batch-size', type=int, default=None)
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='folder with the Fashion-MNIST IDX files (default: the '
+        'configs\' data/fashion-mnist)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='a small version: 1 epoch, 512 images, small evaluation')
+    parser.add_argument('--out', default='work_dirs/quality')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='config overrides')
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.eval_points = 1, 1
+        args.train_samples = args.train_samples or 512
+        args.eval_train_samples = min(args.eval_train_samples, 500)
+        args.eval_test_samples = min(args.eval_test_samples, 200)
+        args.probe_epochs = min(args.probe_epochs, 20)
+        args.batch_size = args.batch_size or 32
+    return args
+
+
+def find_config(method: str) -> Optional[str]:
+    """The method's Fashion-MNIST pre-training config, if it exists."""
+    paths = sorted(
+        glob.glob(
+            osp.join(REPO_ROOT, 'configs', method,
+                     f'{method}_*_fashion-mnist.py')))
+    if len(paths) > 1:
+        raise ValueError(f'several Fashion-MNIST configs for {method}: '
+                         f'{paths}; keep one per method')
+    return paths[0] if paths else None
+
+
+def eval_epochs(epochs: int, points: int) -> List[int]:
+    step = max(1, epochs // max(1, points))
+    return sorted({0, epochs, *range(step, epochs + 1, step)})
+
+
+def run_one(config: str, seed: int, args: argparse.Namespace) -> Dict:
+    cfg = Config.fromfile(config)
+    set_max_epochs(cfg, args.epochs)
+    if args.train_samples:
+        cfg.train_dataloader.dataset.indices = args.train_samples
+    if args.batch_size:
+        cfg.train_dataloader.batch_size = args.batch_size
+    if args.data_root:
+        cfg.train_dataloader.dataset.data_prefix = args.data_root
+        for split in ('train', 'test'):
+            cfg.feature_eval_data[split].data_prefix = args.data_root
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.randomness = dict(seed=seed, diff_rank_seed=False)
+    cfg.work_dir = osp.join(args.out,
+                            osp.basename(osp.dirname(config)), f'seed{seed}')
+    cfg.experiment_name = f'quality_{uuid.uuid4().hex[:8]}'
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=args.epochs, max_keep_ckpts=1)
+    cfg.launcher = 'none'
+    runner = Runner.from_cfg(cfg)
+    hook = FeatureEvalHook(
+        eval_epochs(args.epochs, args.eval_points),
+        train_samples=args.eval_train_samples,
+        test_samples=args.eval_test_samples,
+        probe_epochs=args.probe_epochs)
+    runner.register_hook(hook)
+    t0 = time.time()
+    runner.train()
+    return dict(seed=seed, total_seconds=time.time() - t0, curve=hook.history)
+
+
+def summarize(values: List[float]) -> Dict[str, float]:
+    return dict(
+        mean=statistics.mean(values),
+        std=statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def to_markdown(rows: List[Dict], meta: Dict) -> str:
+    gib = 1024**3
+    lines = [
+        f"Fashion-MNIST, {meta['epochs']} epochs, "
+        f"{meta['train_images']} pre-training images, seeds {meta['seeds']};"
+        f" evaluation on {meta['eval_test_samples']} test images "
+        f"(kNN bank / probe: {meta['eval_train_samples']} training images); "
+        f"{meta['machine']}, torch {meta['torch']}.", '',
+        '| method | epochs | pre-train time (s) | peak memory (GiB) @ batch '
+        '| kNN top-1 (%) | probe top-1 (%) |', '| --- | --- | --- | --- | '
+        '--- | --- |'
+    ]
+
+    def fmt(stat):
+        return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+    for row in rows:
+        mem = row.get('peak_bytes')
+        mem = f"{mem / gib:.2f} @ {row['batch']}" if mem else '-'
+        lines.append(
+            f"| {row['method']} | {row['epochs']} | "
+            f"{row['pretrain_seconds']['mean']:.0f} | {mem} | "
+            f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |")
+    return '\n'.join(lines) + '\n'
+
+
+def plot(rows: List[Dict], out_file: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for row in rows:
+        if row['method'] == 'random init':
+            continue
+        curves = [run['curve'] for run in row['runs']]
+        n = min(len(c) for c in curves)
+        epochs = [curves[0][i]['epoch'] for i in range(n)]
+        probe = [
+            statistics.mean(c[i]['linear_top1'] for c in curves)
+            for i in range(n)
+        ]
+        wall = [
+            statistics.mean(c[i]['pretrain_seconds'] for c in curves)
+            for i in range(n)
+        ]
+        axes[0].plot(epochs, probe, marker='o', label=row['method'])
+        axes[1].plot(wall, probe, marker='o', label=row['method'])
+    axes[0].set_xlabel('epoch')
+    axes[1].set_xlabel('pre-training wall time (s)')
+    for ax in axes:
+        ax.set_ylabel('linear-probe top-1 (%)')
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    args = parse_args()
+    MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
+    os.makedirs(args.out, exist_ok=True)
+    rows, floor = [], []
+    for method in args.methods:
+        config = find_config(method)
+        if config is None:
+            print(f'[quality] {method}: no configs/{method}/'
+                  f'{method}_*_fashion-mnist.py yet, skipped')
+            continue
+        print(f'[quality] {method}: {osp.relpath(config, REPO_ROOT)}')
+        runs = [run_one(config, seed, args) for seed in args.seeds]
+        cfg = Config.fromfile(config)
+        batch = args.batch_size or cfg.train_dataloader.batch_size
+        mem = measure_config(
+            config, batch_size=2 if args.quick else 8, mem_batch=batch,
+            iters=1)
+        finals = [run['curve'][-1] for run in runs]
+        floor.extend(run['curve'][0] for run in runs
+                     if run['curve'][0]['epoch'] == 0)
+        rows.append(
+            dict(
+                method=method,
+                config=osp.relpath(config, REPO_ROOT),
+                epochs=args.epochs,
+                batch=batch,
+                peak_bytes=mem['peak_bytes_at_mem_batch'],
+                pretrain_seconds=summarize(
+                    [f['pretrain_seconds'] for f in finals]),
+                knn_top1=summarize([f['knn_top1'] for f in finals]),
+                linear_top1=summarize([f['linear_top1'] for f in finals]),
+                runs=runs))
+    if not rows:
+        raise SystemExit('no method had a Fashion-MNIST config')
+    rows.append(
+        dict(
+            method='random init',
+            epochs=0,
+            batch=None,
+            peak_bytes=None,
+            pretrain_seconds=dict(mean=0.0, std=0.0),
+            knn_top1=summarize([f['knn_top1'] for f in floor]),
+            linear_top1=summarize([f['linear_top1'] for f in floor]),
+            runs=[]))
+    meta = dict(
+        epochs=args.epochs,
+        seeds=args.seeds,
+        train_images=args.train_samples or 60000,
+        eval_train_samples=args.eval_train_samples,
+        eval_test_samples=args.eval_test_samples,
+        probe_epochs=args.probe_epochs,
+        machine=f'{platform.machine()}, {os.cpu_count()} CPUs',
+        torch=torch.__version__,
+        quick=args.quick)
+    with open(osp.join(args.out, 'quality.json'), 'w') as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=2)
+    table = to_markdown(rows, meta)
+    with open(osp.join(args.out, 'quality.md'), 'w') as f:
+        f.write(table)
+    plot(rows, osp.join(args.out, 'quality.png'))
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
