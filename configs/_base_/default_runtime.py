@@ -13,6 +13,12 @@ default_hooks = dict(
     visualization=dict(type='VisualizationHook', enable=False),
 )
 
+# Reconstructions of a fixed training batch, sent to the visualizer backends
+# (work_dir/<timestamp>/vis_data/vis_image) every `interval` iterations.
+custom_hooks = [
+    dict(type='ReconstructionVisualizationHook', interval=500, num_images=8)
+]
+
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -1,4 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .reconstruction import mae_reconstruct, save_reconstruction_grid
+from .reconstruction import (mae_panels, mae_reconstruct, reconstruct,
+                             register_reconstructor,
+                             render_reconstruction_grid,
+                             save_reconstruction_grid)
 
-__all__ = ['mae_reconstruct', 'save_reconstruction_grid']
+__all__ = [
+    'mae_panels', 'mae_reconstruct', 'reconstruct', 'register_reconstructor',
+    'render_reconstruction_grid', 'save_reconstruction_grid'
+]

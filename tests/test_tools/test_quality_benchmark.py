@@ -8,20 +8,19 @@ from conftest import REPO_ROOT, subprocess_env
 
 def test_quick_quality_table(fmnist_root, tmp_path):
     out = tmp_path / 'quality'
-    proc = subprocess.run(
-        [
-            sys.executable, 'tools/benchmarks/fashion_mnist.py', '--quick',
-            '--methods', 'mae', 'nosuchmethod', '--train-samples', '320',
-            '--eval-train-samples', '100', '--eval-test-samples', '50',
-            '--probe-epochs', '5', '--data-root', fmnist_root, '--out',
-            str(out), '--cfg-options', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False'
-        ],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=900)
+    proc = subprocess.run([
+        sys.executable, 'tools/benchmarks/fashion_mnist.py', '--quick',
+        '--methods', 'mae', 'nosuchmethod', '--train-samples', '320',
+        '--eval-train-samples', '100', '--eval-test-samples', '50',
+        '--probe-epochs', '5', '--data-root', fmnist_root, '--out',
+        str(out), '--cfg-options', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ],
+                          cwd=REPO_ROOT,
+                          env=subprocess_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'nosuchmethod: no configs/nosuchmethod' in proc.stdout
     with open(out / 'quality.json') as f:

@@ -111,8 +111,8 @@ def run_one(config: str, seed: int, args: argparse.Namespace) -> Dict:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.randomness = dict(seed=seed, diff_rank_seed=False)
-    cfg.work_dir = osp.join(args.out,
-                            osp.basename(osp.dirname(config)), f'seed{seed}')
+    cfg.work_dir = osp.join(args.out, osp.basename(osp.dirname(config)),
+                            f'seed{seed}')
     cfg.experiment_name = f'quality_{uuid.uuid4().hex[:8]}'
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=args.epochs, max_keep_ckpts=1)
@@ -154,10 +154,9 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
     for row in rows:
         mem = row.get('peak_bytes')
         mem = f"{mem / gib:.2f} @ {row['batch']}" if mem else '-'
-        lines.append(
-            f"| {row['method']} | {row['epochs']} | "
-            f"{row['pretrain_seconds']['mean']:.0f} | {mem} | "
-            f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |")
+        lines.append(f"| {row['method']} | {row['epochs']} | "
+                     f"{row['pretrain_seconds']['mean']:.0f} | {mem} | "
+                     f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -209,7 +208,9 @@ def main() -> None:
         cfg = Config.fromfile(config)
         batch = args.batch_size or cfg.train_dataloader.batch_size
         mem = measure_config(
-            config, batch_size=2 if args.quick else 8, mem_batch=batch,
+            config,
+            batch_size=2 if args.quick else 8,
+            mem_batch=batch,
             iters=1)
         finals = [run['curve'][-1] for run in runs]
         floor.extend(run['curve'][0] for run in runs

@@ -52,8 +52,9 @@ class FeatureEvalHook(Hook):
     def _evaluate(self, runner, epoch: int) -> None:
         t0 = time.time()
         if self._loaders is None:
-            self._loaders = build_feature_eval_loaders(
-                runner.cfg, self.train_samples, self.test_samples)
+            self._loaders = build_feature_eval_loaders(runner.cfg,
+                                                       self.train_samples,
+                                                       self.test_samples)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         scores = score_model(model, self._loaders, self.knn_k,
