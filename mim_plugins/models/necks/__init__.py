@@ -1,1 +1,4 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .prmim_neck import PRMIMPretrainDecoder
+
+__all__ = ['PRMIMPretrainDecoder']

@@ -1,1 +1,4 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .prmim import PRMIM
+
+__all__ = ['PRMIM']

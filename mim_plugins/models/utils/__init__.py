@@ -1,1 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .furthest_sampling import (furthest_sampling, grid_sq_distances,
+                                min_sq_distance_to_set, random_sampling)
+
+__all__ = [
+    'furthest_sampling', 'grid_sq_distances', 'min_sq_distance_to_set',
+    'random_sampling'
+]

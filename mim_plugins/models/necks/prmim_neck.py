@@ -1,0 +1,282 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+from mmpretrain.models import MAEPretrainDecoder
+from mmpretrain.registry import MODELS
+
+from ..utils.furthest_sampling import (furthest_sampling, grid_sq_distances,
+                                       min_sq_distance_to_set, random_sampling)
+
+
+def _ascending_true_indices(flags: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the ``True`` entries of every row, in ascending order.
+
+    Every row must hold exactly ``count`` ``True`` entries.
+    """
+    # a stable descending sort keeps equal keys in index order
+    order = torch.sort(
+        flags.to(torch.int8), dim=1, descending=True, stable=True).indices
+    return order[:, :count]
+
+
+@MODELS.register_module()
+class PRMIMPretrainDecoder(MAEPretrainDecoder):
+    """Partial MAE decoder with progressive reconstruction of thrown tokens.
+
+    Implementation of `PR-MIM: Delving Deeper into Partial Reconstruction in
+    Masked Image Modeling <https://arxiv.org/abs/2411.15746>`_.
+
+    The decoder transformer runs on the [CLS] token, the visible tokens and
+    only ``num_masked - num_thrown`` masked tokens ("kept"), where
+    ``num_thrown = int(num_patches * throw_ratio)``. With
+    ``sampling='furthest'`` the kept tokens are chosen by farthest-point
+    sampling on the patch grid among the masked cells, seeded by the visible
+    cells, so every thrown cell lies close to a decoded one.
+
+    The thrown tokens are then reconstructed without attention
+    (``thrown_path='progressive'``): they are ordered by their distance to
+    the decoded set and split into ``num_waves`` equal waves. In each wave a
+    thrown token's feature is the inverse-distance-weighted mix of the
+    pre-norm decoder features of its ``k`` nearest already-reconstructed
+    tokens (decoded tokens first, then tokens of earlier waves), plus the
+    mask token and its own position embedding; it then goes through the
+    decoder's final norm and the shared prediction head. The only parameters
+    are those of :class:`MAEPretrainDecoder`. ``thrown_path='none'`` is plain
+    partial reconstruction (thrown tokens get no prediction).
+
+    Args:
+        throw_ratio (float): Fraction of all patches that do not enter the
+            decoder. ``0 <= throw_ratio < 1`` here; the algorithm also checks
+            ``throw_ratio < mask_ratio``. Defaults to 0.5.
+        sampling (str): How the kept masked tokens are chosen,
+            ``'furthest'`` or ``'random'``. Defaults to ``'furthest'``.
+        thrown_path (str): ``'progressive'`` or ``'none'``.
+            Defaults to ``'progressive'``.
+        num_waves (int): Waves of the progressive reconstruction, >= 1.
+            Defaults to 2.
+        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
+            Defaults to 4.
+        **kwargs: The arguments of :class:`MAEPretrainDecoder`
+            (``num_patches`` must be a square number).
+    """
+
+    SAMPLINGS = ('furthest', 'random')
+    THROWN_PATHS = ('progressive', 'none')
+
+    def __init__(self,
+                 throw_ratio: float = 0.5,
+                 sampling: str = 'furthest',
+                 thrown_path: str = 'progressive',
+                 num_waves: int = 2,
+                 k: int = 4,
+                 num_patches: int = 196,
+                 init_cfg: Optional[Union[List[dict], dict]] = None,
+                 **kwargs) -> None:
+        is_number = isinstance(
+            throw_ratio, (int, float)) and not isinstance(throw_ratio, bool)
+        if not is_number or not 0 <= throw_ratio < 1:
+            raise ValueError('`throw_ratio` must be a number with '
+                             f'0 <= throw_ratio < 1, got {throw_ratio!r}')
+        if sampling not in self.SAMPLINGS:
+            raise ValueError(f'`sampling` must be one of {self.SAMPLINGS}, '
+                             f'got {sampling!r}')
+        if thrown_path not in self.THROWN_PATHS:
+            raise ValueError('`thrown_path` must be one of '
+                             f'{self.THROWN_PATHS}, got {thrown_path!r}')
+        for name, value in (('num_waves', num_waves), ('k', k)):
+            # bool is an int subclass; reject it explicitly
+            valid = isinstance(value, int) and not isinstance(value, bool)
+            if not valid or value < 1:
+                raise ValueError(
+                    f'`{name}` must be an int >= 1, got {value!r}')
+        side = math.isqrt(num_patches)
+        if side * side != num_patches:
+            raise ValueError('`num_patches` must be a square number (square '
+                             f'patch grid), got {num_patches!r}')
+        super().__init__(num_patches=num_patches, init_cfg=init_cfg, **kwargs)
+        self.throw_ratio = float(throw_ratio)
+        self.sampling = sampling
+        self.thrown_path = thrown_path
+        self.num_waves = num_waves
+        self.k = k
+        self.grid_size = (side, side)
+        # a constant of the grid, not a parameter: kept out of checkpoints
+        self.register_buffer(
+            'grid_sq_dist',
+            grid_sq_distances(self.grid_size),
+            persistent=False)
+
+    def num_thrown(self, num_patches: Optional[int] = None) -> int:
+        """Number of masked tokens that skip the decoder transformer."""
+        if num_patches is None:
+            num_patches = self.num_patches
+        return int(num_patches * self.throw_ratio)
+
+    @property
+    def reconstructs_thrown(self) -> bool:
+        """Whether thrown tokens get a prediction (and can be supervised)."""
+        return self.thrown_path != 'none'
+
+    def select_kept(self, visible: torch.Tensor,
+                    num_kept: int) -> torch.Tensor:
+        """Choose the masked tokens that enter the decoder.
+
+        Args:
+            visible (torch.Tensor): ``(B, L)`` bool, visible patches.
+            num_kept (int): Masked tokens to keep per sample.
+
+        Returns:
+            torch.Tensor: ``(B, num_kept)`` long patch indices.
+        """
+        if self.sampling == 'furthest':
+            return furthest_sampling(~visible, visible, num_kept,
+                                     self.grid_sq_dist)[0]
+        return random_sampling(~visible, num_kept)
+
+    def reconstruct_thrown(self, feats: torch.Tensor, feat_pos: torch.Tensor,
+                           thrown_pos: torch.Tensor) -> torch.Tensor:
+        """Progressive, attention-free reconstruction of thrown tokens.
+
+        Args:
+            feats (torch.Tensor): ``(B, N, C)`` pre-norm decoder output
+                features of the decoded patch tokens (no [CLS]).
+            feat_pos (torch.Tensor): ``(B, N)`` their patch indices.
+            thrown_pos (torch.Tensor): ``(B, T)`` patch indices of the thrown
+                tokens.
+
+        Returns:
+            torch.Tensor: ``(B, T, C)`` pre-norm features of the thrown
+            tokens, in the order of ``thrown_pos``.
+        """
+        B, T = thrown_pos.shape
+        L = self.grid_sq_dist.shape[0]
+        sq_dist = self.grid_sq_dist
+        batch = torch.arange(B, device=thrown_pos.device)[:, None]
+
+        # waves: nearest-to-the-decoded-set first (ties by patch index)
+        decoded = torch.zeros(B, L, dtype=torch.bool, device=thrown_pos.device)
+        decoded[batch, feat_pos] = True
+        d0 = min_sq_distance_to_set(decoded, sq_dist).gather(1, thrown_pos)
+        order = torch.sort(d0, dim=1, stable=True).indices
+        waves = torch.tensor_split(
+            thrown_pos.gather(1, order), self.num_waves, dim=1)
+
+        pos_embed = self.decoder_pos_embed[0, 1:].to(feats.dtype)
+        out = []
+        for query in waves:
+            if query.shape[1] == 0:
+                continue
+            k = min(self.k, feat_pos.shape[1])
+            # (B, Tw, N) squared distances from queries to the candidates;
+            # the stable sort breaks ties by candidate order (deterministic)
+            qd = sq_dist[query[:, :, None], feat_pos[:, None, :]]
+            nn_sq, nn_idx = torch.sort(qd, dim=-1, stable=True)
+            nn_sq, nn_idx = nn_sq[..., :k], nn_idx[..., :k]
+            # inverse-distance weights; distinct cells are >= 1 apart
+            w = nn_sq.sqrt().reciprocal()
+            w = w / w.sum(-1, keepdim=True)
+            # dense (B, Tw, N) weights so the mix is one bmm, no
+            # (B, Tw, k, C) gather buffer
+            weights = feats.new_zeros(qd.shape).scatter_(
+                -1, nn_idx, w.to(feats.dtype))
+            mixed = torch.bmm(weights, feats)
+            wave_feats = mixed + self.mask_token + pos_embed[query]
+            out.append(wave_feats)
+            # this wave becomes a neighbour candidate for the next ones
+            feats = torch.cat([feats, wave_feats], dim=1)
+            feat_pos = torch.cat([feat_pos, query], dim=1)
+
+        thrown_feats = torch.cat(out, dim=1)
+        # back to the order of ``thrown_pos``
+        return thrown_feats.gather(
+            1,
+            order.argsort(dim=1)[:, :, None].expand(-1, -1,
+                                                    thrown_feats.shape[-1]))
+
+    def forward(
+        self, x: torch.Tensor, ids_restore: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Partial decoding plus reconstruction of the thrown tokens.
+
+        Args:
+            x (torch.Tensor): Encoder output ``(B, 1 + V, C_enc)`` ([CLS]
+                first), as returned by :class:`MAEViT`.
+            ids_restore (torch.Tensor): ``(B, L)`` ids to restore the
+                original patch order; patch ``j`` is visible iff
+                ``ids_restore[:, j] < V``.
+
+        Returns:
+            Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+
+            - ``pred`` (torch.Tensor): ``(B, L, P)`` predictions in patch
+              order: decoder predictions for visible and kept tokens,
+              thrown-path predictions for thrown tokens (zeros with
+              ``thrown_path='none'``).
+            - ``kept_mask`` (torch.Tensor): ``(B, L)``, 1 for masked tokens
+              that went through the decoder.
+            - ``thrown_mask`` (torch.Tensor): ``(B, L)``, 1 for thrown
+              tokens.
+        """
+        B, L = ids_restore.shape
+        num_visible = x.shape[1] - 1
+        num_thrown = self.num_thrown(L)
+        num_kept = L - num_visible - num_thrown
+        if num_kept < 1:
+            raise ValueError(
+                f'`throw_ratio`={self.throw_ratio} throws {num_thrown} of '
+                f'{L - num_visible} masked tokens: no masked token is left '
+                'for the decoder; use throw_ratio < mask_ratio')
+
+        x = self.decoder_embed(x)
+        # every patch token in patch order, as in MAE (mask tokens at the
+        # masked cells), with the position embedding
+        mask_tokens = self.mask_token.repeat(B, L - num_visible, 1)
+        tokens = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        tokens = torch.gather(
+            tokens,
+            dim=1,
+            index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+        tokens = tokens + self.decoder_pos_embed[:, 1:, :]
+        cls_token = x[:, :1, :] + self.decoder_pos_embed[:, :1, :]
+
+        visible = ids_restore < num_visible
+        batch = torch.arange(B, device=x.device)[:, None]
+        in_decoder = visible.clone()
+        in_decoder[batch, self.select_kept(visible, num_kept)] = True
+        # decoded tokens stay in patch order: with throw_ratio=0 this is
+        # exactly MAE's decoder input
+        dec_pos = _ascending_true_indices(in_decoder, L - num_thrown)
+        decoded_tokens = tokens.gather(
+            1, dec_pos[:, :, None].expand(-1, -1, x.shape[2]))
+        seq = torch.cat([cls_token, decoded_tokens], dim=1)
+
+        for blk in self.decoder_blocks:
+            seq = blk(seq)
+        feats = seq[:, 1:, :]
+        dec_pred = self.decoder_pred(self.decoder_norm(feats))
+        P = dec_pred.shape[-1]
+
+        thrown = ~in_decoder
+        all_pos, all_pred = dec_pos, dec_pred
+        if num_thrown > 0:
+            thrown_pos = _ascending_true_indices(thrown, num_thrown)
+            if self.reconstructs_thrown:
+                thrown_feats = self.reconstruct_thrown(feats, dec_pos,
+                                                       thrown_pos)
+                # shared final norm and prediction head
+                thrown_pred = self.decoder_pred(
+                    self.decoder_norm(thrown_feats))
+            else:
+                # plain partial reconstruction: no prediction, no gradient
+                thrown_pred = dec_pred.new_zeros(B, num_thrown, P)
+            all_pos = torch.cat([dec_pos, thrown_pos], dim=1)
+            all_pred = torch.cat([dec_pred, thrown_pred], dim=1)
+        # back to patch order (all_pos is a permutation of each row)
+        pred = all_pred.gather(
+            1,
+            all_pos.argsort(dim=1)[:, :, None].expand(-1, -1, P))
+        kept_mask = (~visible & in_decoder).to(pred.dtype)
+        thrown_mask = thrown.to(pred.dtype)
+        return pred, kept_mask, thrown_mask
