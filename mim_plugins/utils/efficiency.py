@@ -18,7 +18,25 @@ from mmengine.registry import DefaultScope
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+_aten = torch.ops.aten
+# FlopCounterMode has formulas for the CUDA attention kernels only; on CPU,
+# scaled_dot_product_attention runs the kernels below and would count 0.
+ATTENTION_FLOPS = {
+    _aten._scaled_dot_product_flash_attention_for_cpu:
+    lambda q, k, v, *args, out_shape=None, **kwargs: flop_counter.
+    sdpa_flop_count(q, k, v),
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward:
+    lambda g, q, k, v, *args, out_shape=None, **kwargs: flop_counter.
+    sdpa_backward_flop_count(g, q, k, v),
+}
+
+
+def flop_counter_mode() -> FlopCounterMode:
+    """A silent ``FlopCounterMode`` that also counts CPU attention."""
+    return FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS)
 
 
 class LiveTensorMemory(TorchDispatchMode):
@@ -127,7 +145,7 @@ def measure_step(step: Callable[[], None],
     """
     step()  # warm-up: optimizer state exists from now on
 
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter_mode() as counter:
         step()
     flops = counter.get_total_flops()
 

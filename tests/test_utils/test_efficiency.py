@@ -55,3 +55,17 @@ def test_extrapolation_and_ratio():
     assert extrapolate_memory(180, 260, 8, 16, 512) == 100 + 10 * 512
     assert ratio(2.0, 4.0) == 0.5
     assert ratio(None, 4.0) is None and ratio(1.0, 0) is None
+
+
+def test_cpu_attention_flops_are_counted():
+    from mim_plugins.utils.efficiency import flop_counter_mode
+    b, h, n, d = 2, 3, 5, 4
+    q, k, v = (torch.randn(b, h, n, d, requires_grad=True) for _ in range(3))
+    with flop_counter_mode() as counter:
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    # Q K^T and (softmax) V: two batched matmuls of 2 * n * n * d each
+    assert counter.get_total_flops() == 2 * (2 * b * h * n * n * d)
+    with flop_counter_mode() as counter:
+        out.sum().backward()
+    # flash-attention backward: scores recomputed, then dV, dP, dQ, dK
+    assert counter.get_total_flops() == 5 * (2 * b * h * n * n * d)

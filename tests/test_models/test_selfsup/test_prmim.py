@@ -11,11 +11,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
-from torch.utils import flop_counter
-from torch.utils.flop_counter import FlopCounterMode
 
 import mim_plugins  # noqa: F401  (registers the plugin modules)
 from mim_plugins.models.heads import PRMIMPretrainHead
+from mim_plugins.utils.efficiency import flop_counter_mode
 
 REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -101,25 +100,12 @@ def _total(losses):
 
 
 # --------------------------------------------------------------------------
-# FLOP counting (FlopCounterMode does not know the CPU flash-attention
-# kernel that ``F.scaled_dot_product_attention`` dispatches to on CPU, so the
-# attention FLOPs are added with torch's own SDPA formulas)
+# FLOP counting, CPU attention included (mim_plugins.utils.efficiency)
 # --------------------------------------------------------------------------
-_aten = torch.ops.aten
-SDPA_CPU_FLOPS = {
-    _aten._scaled_dot_product_flash_attention_for_cpu:
-    lambda q, k, v, *args, out_shape=None, **kwargs: flop_counter.
-    sdpa_flop_count(q, k, v),
-    _aten._scaled_dot_product_flash_attention_for_cpu_backward:
-    lambda g, q, k, v, *args, out_shape=None, **kwargs: flop_counter.
-    sdpa_backward_flop_count(g, q, k, v),
-}
-
-
 def train_step_flops(model, inputs, seed=0):
     """FLOPs of one training forward + backward (same mask for a seed)."""
     model.zero_grad()
-    counter = FlopCounterMode(display=False, custom_mapping=SDPA_CPU_FLOPS)
+    counter = flop_counter_mode()
     torch.manual_seed(seed)
     with counter:
         _total(model.loss(inputs, None)).backward()
