@@ -200,3 +200,40 @@ def test_slurm_scripts_pass_mmpretrain_flags():
         text = open(osp.join(REPO_ROOT, 'tools', name)).read()
         assert '--launcher="slurm"' in text and 'srun' in text
     assert glob.glob(osp.join(REPO_ROOT, 'mim_plugins/.mim/tools/train.py'))
+
+
+def test_pretrained_init_and_load_from(fmnist_root, tmp_path):
+    """A runner checkpoint feeds `init_cfg=Pretrained` and `load_from`."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    runner = Runner.from_cfg(demo_cfg(fmnist_root, tmp_path / 'pretrain'))
+    runner.train()
+    ckpt = osp.join(tmp_path, 'pretrain', 'epoch_1.pth')
+    pretrained = runner.model.state_dict()
+
+    # fine-tune config: backbone weights from the runner checkpoint
+    cfg = Config.fromfile(FINETUNE_CONFIG)
+    cfg.model.backbone.init_cfg.checkpoint = ckpt
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = MODELS.build(cfg.model)
+    classifier.init_weights()
+    for key in ('patch_embed.projection.weight', 'layers.11.attn.qkv.weight'):
+        assert torch.equal(classifier.backbone.state_dict()[key],
+                           pretrained['backbone.' + key])
+
+    # load_from: weights only, training starts at iteration 0
+    cfg2 = demo_cfg(fmnist_root, tmp_path / 'load_from', load_from=ckpt)
+    runner2 = Runner.from_cfg(cfg2)
+    rec = IterRecorder()
+    runner2.register_hook(rec)
+
+    class CheckLoaded(Hook):
+
+        def before_train(self, runner):
+            state = runner.model.state_dict()
+            assert all(torch.equal(state[k], pretrained[k])
+                       for k in pretrained)
+
+    runner2.register_hook(CheckLoaded())
+    runner2.train()
+    assert rec.iters == [0, 1]
