@@ -8,16 +8,19 @@ from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 
+def _scalar(value) -> Optional[float]:
+    if torch.is_tensor(value):
+        return float(value.detach().float().mean())
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def _non_finite(log_vars: Optional[Dict]) -> List[str]:
     """Names of the loss entries of ``log_vars`` that are NaN or Inf."""
-    bad = []
-    for name, value in (log_vars or {}).items():
-        if 'loss' not in name:
-            continue
-        value = float(value.detach()) if torch.is_tensor(value) else value
-        if isinstance(value, float) and not math.isfinite(value):
-            bad.append(name)
-    return bad
+    return [
+        name for name, value in (log_vars or {}).items()
+        if 'loss' in name and _scalar(value) is not None
+        and not math.isfinite(_scalar(value))
+    ]
 
 
 @HOOKS.register_module()
@@ -83,7 +86,7 @@ class NonFiniteLossHook(Hook):
         if not bad:
             return
         where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
-        values = ', '.join(f'{k}={float(outputs[k]):g}' for k in bad)
+        values = ', '.join(f'{k}={_scalar(outputs[k]):g}' for k in bad)
         if self.action == 'stop':
             raise RuntimeError(
                 f'Non-finite loss at {where}: {values}. Training stopped; '
