@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .bim import BIM, BIMBlockUnit
 from .prmim import PRMIM
 
-__all__ = ['PRMIM']
+__all__ = ['PRMIM', 'BIM', 'BIMBlockUnit']
