@@ -9,7 +9,7 @@ are measured as they train).
 import os.path as osp
 import statistics
 import time
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -59,6 +59,8 @@ class LiveTensorMemory(TorchDispatchMode):
         self._live: Dict[int, tuple] = {}
         self.current = 0
         self.peak = 0
+        # live bytes after every operator, for per-operator extrapolation
+        self.timeline: List[int] = []
 
     def track(self, tensors: Iterable) -> None:
         """Count the storages of ``tensors`` (ignores non-tensors)."""
@@ -85,6 +87,7 @@ class LiveTensorMemory(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         self.sweep()
         self.track(tree_flatten(out)[0])
+        self.timeline.append(self.current)
         return out
 
 
@@ -140,8 +143,9 @@ def measure_step(step: Callable[[], None],
         iters (int): Timed steps; the median is reported. Defaults to 3.
 
     Returns:
-        dict: ``flops`` (per step), ``peak_bytes``, ``resident_bytes`` and
-        ``step_time`` (seconds, median).
+        dict: ``flops`` (per step), ``peak_bytes``, ``resident_bytes``,
+        ``step_time`` (seconds, median) and, on CPU, ``timeline`` (live bytes
+        after every operator).
     """
     step()  # warm-up: optimizer state exists from now on
 
@@ -150,6 +154,7 @@ def measure_step(step: Callable[[], None],
     flops = counter.get_total_flops()
 
     resident = resident_bytes(model, optim_wrapper)
+    timeline = None
     if device == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -165,6 +170,7 @@ def measure_step(step: Callable[[], None],
         with tracker:
             step()
         peak = tracker.peak
+        timeline = tracker.timeline
 
     times = []
     for _ in range(max(1, iters)):
@@ -179,7 +185,8 @@ def measure_step(step: Callable[[], None],
         flops=float(flops),
         peak_bytes=float(peak),
         resident_bytes=float(resident),
-        step_time=statistics.median(times))
+        step_time=statistics.median(times),
+        timeline=timeline)
 
 
 def extrapolate_memory(peak_small: float, peak_large: float, batch_small: int,
@@ -204,6 +211,31 @@ def extrapolate_memory(peak_small: float, peak_large: float, batch_small: int,
                          f'{batch_small} and {batch_large}')
     slope = (peak_large - peak_small) / (batch_large - batch_small)
     return peak_small + slope * (batch - batch_small)
+
+
+def extrapolate_timeline(timeline_small: Sequence[int],
+                         timeline_large: Sequence[int], batch_small: int,
+                         batch_large: int, batch: int) -> Optional[float]:
+    """Peak memory at ``batch`` from two per-operator live-memory timelines.
+
+    Where the peak of a step happens can change with the batch: at small
+    batches the optimizer step (parameters, gradients, optimizer state and
+    its temporaries) dominates, at real batches the activations at the end
+    of the forward pass.  Extrapolating the two peaks would miss that, so
+    every operator's live memory is extrapolated linearly on its own and the
+    maximum is taken.  The two runs must execute the same operators (same
+    model, same number of masked tokens).
+
+    Returns:
+        float | None: The peak in bytes, or None if the timelines differ in
+        length.
+    """
+    if len(timeline_small) != len(timeline_large) or not timeline_small:
+        return None
+    small = torch.tensor(timeline_small, dtype=torch.float64)
+    large = torch.tensor(timeline_large, dtype=torch.float64)
+    slope = (large - small) / (batch_large - batch_small)
+    return float((small + slope * (batch - batch_small)).max())
 
 
 def ratio(value: Optional[float],
@@ -322,9 +354,19 @@ def measure_config(path: str,
         str(batch_size): small['peak_bytes'],
         str(2 * batch_size): large['peak_bytes']
     }
-    record['peak_bytes_at_mem_batch'] = extrapolate_memory(
-        small['peak_bytes'], large['peak_bytes'], batch_size, 2 * batch_size,
-        mem_batch)
-    record['peak_bytes_at_mem_batch_source'] = 'extrapolated' if mem_batch \
-        not in (batch_size, 2 * batch_size) else 'measured'
+    per_op = None
+    if small['timeline'] is not None and large['timeline'] is not None:
+        per_op = extrapolate_timeline(small['timeline'], large['timeline'],
+                                      batch_size, 2 * batch_size, mem_batch)
+    if mem_batch in (batch_size, 2 * batch_size):
+        peak = results[mem_batch]['peak_bytes']
+        source = 'measured'
+    elif per_op is not None:
+        peak, source = per_op, 'extrapolated per operator'
+    else:
+        peak = extrapolate_memory(small['peak_bytes'], large['peak_bytes'],
+                                  batch_size, 2 * batch_size, mem_batch)
+        source = 'extrapolated from peaks'
+    record['peak_bytes_at_mem_batch'] = peak
+    record['peak_bytes_at_mem_batch_source'] = source
     return record

@@ -62,7 +62,8 @@ def test_efficiency_report(tmp_path):
         assert set(rec) == RECORD_KEYS
         assert rec['image_shape'] == [1, 16, 16]
         assert rec['mem_batch'] == 64
-        assert rec['peak_bytes_at_mem_batch_source'] == 'extrapolated'
+        assert rec['peak_bytes_at_mem_batch_source'] == \
+            'extrapolated per operator'
     # a config against itself: identical FLOPs and memory
     assert same['ratios']['flops'] == 1.0
     assert same['ratios']['memory'] == 1.0

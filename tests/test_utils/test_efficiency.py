@@ -69,3 +69,27 @@ def test_cpu_attention_flops_are_counted():
         out.sum().backward()
     # flash-attention backward: scores recomputed, then dV, dP, dQ, dK
     assert counter.get_total_flops() == 5 * (2 * b * h * n * n * d)
+
+
+def test_per_operator_extrapolation_finds_the_moving_peak():
+    from mim_plugins.utils.efficiency import extrapolate_timeline
+    # op 0: activations (5 bytes + 5 per image); op 1: optimizer step (12)
+    small, large = [10, 12], [15, 12]  # batch 1 and batch 2
+    assert extrapolate_timeline(small, large, 1, 2, 10) == 55
+    # extrapolating the peaks (12 -> 15) would give 12 + 3 * 9 = 39
+    assert extrapolate_memory(12, 15, 1, 2, 10) == 39
+    assert extrapolate_timeline([1, 2], [1], 1, 2, 10) is None
+
+
+def test_measure_step_timeline_matches_peak():
+    model = torch.nn.Linear(4, 4)
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(3, 4)
+
+    def step():
+        optim.zero_grad()
+        model(x).sum().backward()
+        optim.step()
+
+    res = measure_step(step, model, ToyWrapper(optim), iters=1)
+    assert max(res['timeline']) == res['peak_bytes']
