@@ -1,10 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .reconstruction import (mae_panels, mae_reconstruct, reconstruct,
+from .reconstruction import (bim_panels, mae_panels, mae_reconstruct,
+                             predicted_patches, reconstruct,
                              register_reconstructor,
                              render_reconstruction_grid,
                              save_reconstruction_grid)
 
 __all__ = [
-    'mae_panels', 'mae_reconstruct', 'reconstruct', 'register_reconstructor',
-    'render_reconstruction_grid', 'save_reconstruction_grid'
+    'bim_panels', 'predicted_patches', 'mae_panels', 'mae_reconstruct',
+    'reconstruct', 'register_reconstructor', 'render_reconstruction_grid',
+    'save_reconstruction_grid'
 ]

@@ -75,14 +75,9 @@ def mae_panels(model: nn.Module,
     """
     latent, mask, ids_restore = model.backbone(inputs)[:3]
     pred = model.neck(latent, ids_restore)
-    if isinstance(pred, (list, tuple)):
-        pred = pred[0]
     head = model.head
     target = head.patchify(inputs)
-    if getattr(head, 'norm_pix', False):
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        pred = pred * (var + 1.e-6)**.5 + mean
+    pred = predicted_patches(head, pred, target)
     m = mask.unsqueeze(-1).to(pred.dtype)
     return OrderedDict(
         original=inputs,
@@ -90,6 +85,55 @@ def mae_panels(model: nn.Module,
         reconstruction=head.unpatchify(pred),
         composite=head.unpatchify(target * (1 - m) + pred * m),
         mask=mask)
+
+
+def predicted_patches(head: nn.Module, pred, target: torch.Tensor):
+    """A decoder's prediction as patches in the input space.
+
+    Args:
+        head (nn.Module): An MAE-style head (``norm_pix``).
+        pred (Tensor | tuple): Decoder output (B, L, P), or a tuple whose
+            first item it is.
+        target (Tensor): The patchified input (B, L, P).
+
+    Returns:
+        Tensor: (B, L, P); with ``norm_pix`` the per-patch normalisation is
+        undone with the true patch's mean and std.
+    """
+    if isinstance(pred, (list, tuple)):
+        pred = pred[0]
+    if getattr(head, 'norm_pix', False):
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        pred = pred * (var + 1.e-6)**.5 + mean
+    return pred
+
+
+@register_reconstructor('BIM')
+def bim_panels(model: nn.Module,
+               inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Panels of BIM: one composite per block (each has its own decoder).
+
+    Returns:
+        dict[str, Tensor]: ``original``, ``masked``, ``block1`` ...
+        ``blockK`` (visible patches from the input, masked ones as that
+        block's decoder predicts them) and ``mask``.
+    """
+    x, mask, ids_restore = model.backbone.forward_stem(inputs)
+    m = mask.unsqueeze(-1).to(inputs.dtype)
+    panels = OrderedDict(original=inputs)
+    for k in range(model.num_blocks):
+        x, latent = model.backbone.forward_block(x, k)
+        head = model.head[k]
+        target = head.patchify(inputs)
+        if k == 0:
+            panels['masked'] = head.unpatchify(target * (1 - m))
+        pred = predicted_patches(head, model.neck[k](latent, ids_restore),
+                                 target)
+        panels[f'block{k + 1}'] = head.unpatchify(target * (1 - m) +
+                                                  pred * m)
+    panels['mask'] = mask
+    return panels
 
 
 def mae_reconstruct(model: nn.Module,
