@@ -27,7 +27,7 @@ from mmengine.runner import Runner
 import mim_plugins  # noqa: F401
 from mim_plugins.evaluation import build_feature_eval_loaders, score_model
 from mim_plugins.utils import set_max_epochs
-from mim_plugins.visualization import mae_reconstruct, save_reconstruction_grid
+from mim_plugins.visualization import reconstruct, save_reconstruction_grid
 
 DEFAULT_CONFIG = ('configs/mae/'
                   'mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
@@ -121,7 +121,7 @@ def main() -> None:
     inputs = batch['inputs'][:8]
     png = osp.join(args.work_dir, 'reconstruction.png')
     save_reconstruction_grid(
-        mae_reconstruct(model, inputs, seed=0),
+        reconstruct(model, inputs, seed=0),
         png,
         mean=cfg.data_preprocessor.mean,
         std=cfg.data_preprocessor.std,
