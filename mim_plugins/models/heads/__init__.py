@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .localmim_head import LocalMIMHead
 from .prmim_head import PRMIMPretrainHead
 
-__all__ = ['PRMIMPretrainHead']
+__all__ = ['PRMIMPretrainHead', 'LocalMIMHead']

@@ -1,4 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .localmim_neck import (LocalMIMDecoder, LocalMIMNeck, LocalMIMSwinDecoder,
+                            LocalMIMSwinNeck)
 from .prmim_neck import PRMIMPretrainDecoder
 
-__all__ = ['PRMIMPretrainDecoder']
+__all__ = [
+    'PRMIMPretrainDecoder', 'LocalMIMDecoder', 'LocalMIMNeck',
+    'LocalMIMSwinDecoder', 'LocalMIMSwinNeck'
+]
