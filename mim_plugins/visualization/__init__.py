@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .localmim import localmim_panels
 from .reconstruction import (bim_panels, mae_panels, mae_reconstruct,
                              predicted_patches, reconstruct,
                              register_reconstructor,
@@ -6,7 +7,7 @@ from .reconstruction import (bim_panels, mae_panels, mae_reconstruct,
                              save_reconstruction_grid)
 
 __all__ = [
-    'bim_panels', 'predicted_patches', 'mae_panels', 'mae_reconstruct',
-    'reconstruct', 'register_reconstructor', 'render_reconstruction_grid',
-    'save_reconstruction_grid'
+    'localmim_panels', 'bim_panels', 'predicted_patches', 'mae_panels',
+    'mae_reconstruct', 'reconstruct', 'register_reconstructor',
+    'render_reconstruction_grid', 'save_reconstruction_grid'
 ]
