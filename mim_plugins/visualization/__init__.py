@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .localmim import localmim_panels
+from .prmim import prmim_panels
 from .reconstruction import (bim_panels, mae_panels, mae_reconstruct,
                              predicted_patches, reconstruct,
                              register_reconstructor,
@@ -7,7 +8,7 @@ from .reconstruction import (bim_panels, mae_panels, mae_reconstruct,
                              save_reconstruction_grid)
 
 __all__ = [
-    'localmim_panels', 'bim_panels', 'predicted_patches', 'mae_panels',
-    'mae_reconstruct', 'reconstruct', 'register_reconstructor',
+    'localmim_panels', 'prmim_panels', 'bim_panels', 'predicted_patches',
+    'mae_panels', 'mae_reconstruct', 'reconstruct', 'register_reconstructor',
     'render_reconstruction_grid', 'save_reconstruction_grid'
 ]

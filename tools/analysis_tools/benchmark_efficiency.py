@@ -11,7 +11,7 @@ ratio to ``--baseline``.  Writes ``efficiency.json``, ``efficiency.md`` and
 
 Example:
     python tools/analysis_tools/benchmark_efficiency.py \
-        configs/prmim/prmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
+        configs/prmim/prmim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py \
         --baseline configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py
 """
 import argparse

@@ -23,7 +23,7 @@ TINY_CFG = osp.join(
     'prmim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
 VITB_CFG = osp.join(
     REPO, 'configs/prmim/'
-    'prmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
+    'prmim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
 
 # 16-px single-channel images, patch 2 -> 8 x 8 = 64 patches, 16 visible
 SMALL = dict(
@@ -318,15 +318,54 @@ def test_tiny_config_token_counts():
     assert seen['shape'] == (2, 1 + 16 + 16, 128)
 
 
-def test_vitb_config():
-    cfg = Config.fromfile(VITB_CFG)
+@pytest.mark.parametrize('prefix,throw_ratio,num_thrown,num_kept', [
+    ('prmim-t025', 0.25, 49, 98),
+    ('prmim', 0.5, 98, 49),
+    ('prmim-t065', 0.65, 127, 20),
+])
+def test_vitb_configs(prefix, throw_ratio, num_thrown, num_kept):
+    path = VITB_CFG.replace('/prmim_vit-base', f'/{prefix}_vit-base')
+    cfg = Config.fromfile(path)
     assert cfg.model.type == 'PRMIM'
-    assert cfg.model.neck.throw_ratio == 0.5
+    assert cfg.model.neck.throw_ratio == throw_ratio
+    assert cfg.model.neck.sampling == 'furthest'
+    assert cfg.model.neck.thrown_path == 'progressive'
     assert cfg.model.backbone.mask_ratio == 0.75
+    assert cfg.train_cfg.max_epochs == 400
+    assert cfg.train_dataloader.batch_size == 512
     assert cfg.default_scope == 'mmpretrain'
     model = MODELS.build(cfg.model)
-    assert model.neck.num_thrown() == 98
+    assert model.neck.num_thrown() == num_thrown
+    assert 196 - 49 - model.neck.num_thrown() == num_kept
     assert type(model.head).__name__ == 'PRMIMPretrainHead'
+
+
+@pytest.mark.parametrize('prefix,neck', [
+    ('prmim-nothrown', dict(thrown_path='none')),
+    ('prmim-random', dict(sampling='random')),
+    ('prmim-t025', dict(throw_ratio=0.25)),
+    ('prmim-t065', dict(throw_ratio=0.65)),
+])
+def test_tiny_ablation_configs(prefix, neck):
+    base = Config.fromfile(TINY_CFG)
+    cfg = Config.fromfile(
+        TINY_CFG.replace('/prmim_vit-tiny', f'/{prefix}_vit-tiny'))
+    expected = copy.deepcopy(base.model.to_dict())
+    expected['neck'].update(neck)
+    assert cfg.model.to_dict() == expected
+    # only the model differs from the main tiny config
+    assert cfg.train_dataloader == base.train_dataloader
+    assert cfg.train_cfg == base.train_cfg
+    MODELS.build(cfg.model)
+
+
+def test_fashion_mnist_benchmark_finds_the_main_tiny_config():
+    # tools/benchmarks/fashion_mnist.py takes the one
+    # configs/prmim/prmim_*_fashion-mnist.py; ablations must not match it
+    import glob
+    found = glob.glob(
+        osp.join(REPO, 'configs', 'prmim', 'prmim_*_fashion-mnist.py'))
+    assert found == [TINY_CFG]
 
 
 @pytest.mark.parametrize('neck,match', [
