@@ -1,9 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .localmim_neck import (LocalMIMDecoder, LocalMIMNeck, LocalMIMSwinDecoder,
                             LocalMIMSwinNeck)
+from .mixmim_plus_neck import MixMIMPlusPretrainDecoder
 from .prmim_neck import PRMIMPretrainDecoder
 
 __all__ = [
     'PRMIMPretrainDecoder', 'LocalMIMDecoder', 'LocalMIMNeck',
-    'LocalMIMSwinDecoder', 'LocalMIMSwinNeck'
+    'LocalMIMSwinDecoder', 'LocalMIMSwinNeck', 'MixMIMPlusPretrainDecoder'
 ]

@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .bim import BIM, BIMBlockUnit
 from .localmim import LocalMIM
+from .mixmim_plus import MixMIMPlus
 from .prmim import PRMIM
 
-__all__ = ['PRMIM', 'BIM', 'BIMBlockUnit', 'LocalMIM']
+__all__ = ['PRMIM', 'BIM', 'BIMBlockUnit', 'LocalMIM', 'MixMIMPlus']

@@ -1,0 +1,119 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from mmpretrain.models import MixMIM
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch import nn
+
+from ..backbones.mixmim_vit import check_pairing_batch
+
+
+@MODELS.register_module()
+class MixMIMPlus(MixMIM):
+    """MixMIM with build-time checks, for hierarchical and plain encoders.
+
+    Implementation of `MixMAE: Mixed and Masked Autoencoder for Efficient
+    Pretraining of Hierarchical Vision Transformers
+    <https://arxiv.org/abs/2205.13137>`_.
+
+    The training step is :class:`mmpretrain.models.MixMIM`'s (backbone mixes
+    and encodes, neck decodes both branches, head unmixes and computes the
+    loss). The backbone is either mmpretrain's hierarchical
+    ``MixMIMPretrainTransformer`` or the plain-ViT :class:`MixMIMViT`; use
+    the plugin's :class:`MixMIMPlusPretrainDecoder` and
+    :class:`MixMIMPlusPretrainHead` for the official decoder init and any
+    number of channels (``head.in_channels`` defaults to the neck's
+    ``in_chans``).
+
+    Bad configurations raise at build time (mixing ratio out of (0, 1), an
+    image size not divisible by the mixing cell, a decoder built for another
+    number of tokens) and an odd per-device batch raises in :meth:`loss`
+    (batch-flip pairing would mix the middle image with itself).
+
+    Args:
+        backbone (dict): Pre-training backbone config.
+        neck (dict): Decoder config, with ``encoder_stride`` (the side in
+            pixels of the region one decoded token reconstructs).
+        head (dict): Head config.
+        pretrained (str, optional): Checkpoint to load. Defaults to None.
+        data_preprocessor (dict | nn.Module, optional): Data preprocessor.
+        init_cfg (dict, optional): Initialization config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        head = dict(head)
+        if head.get('type') in ('MixMIMPlusPretrainHead',
+                                'mmpretrain.MixMIMPlusPretrainHead'):
+            head.setdefault('in_channels', neck.get('in_chans', 3))
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self._check_parts()
+
+    def _decoder_grid(self) -> Tuple[Tuple[int, int], int]:
+        """Token grid the decoder sees and the pixel stride of one token."""
+        backbone = self.backbone
+        ph, pw = backbone.patch_resolution
+        patch = backbone.patch_embed.projection.stride[0]
+        if hasattr(backbone, 'cell_resolution'):  # MixMIMViT
+            return (ph, pw), patch
+        # hierarchical: (num_layers - 1) patch mergings halve the grid
+        down = 2**(len(backbone.layers) - 1)
+        if ph % down or pw % down:
+            raise ValueError(
+                f'`backbone.img_size` ({ph * patch}x{pw * patch} px) must be '
+                f'divisible by the mixing cell ({patch * down} px: patch '
+                f'{patch} x 2^{len(backbone.layers) - 1} mergings)')
+        return (ph // down, pw // down), patch * down
+
+    def _check_parts(self) -> None:
+        backbone, neck = self.backbone, self.neck
+        mask_ratio = getattr(backbone, 'mask_ratio', None)
+        if mask_ratio is None:
+            raise TypeError('MixMIMPlus needs a mixing backbone '
+                            "('MixMIMPretrainTransformer' or 'MixMIMViT'), "
+                            f'got {type(backbone).__name__}')
+        range_ratio = getattr(backbone, 'range_mask_ratio', 0.0)
+        if not 0 < mask_ratio < 1:
+            raise ValueError('`backbone.mask_ratio` (fraction of mixed '
+                             f'cells) must be in (0, 1), got {mask_ratio}')
+        if range_ratio < 0 or mask_ratio + range_ratio >= 1:
+            raise ValueError('`backbone.range_mask_ratio` must satisfy 0 <= '
+                             'range_mask_ratio < 1 - mask_ratio, got '
+                             f'{range_ratio}')
+        (gh, gw), stride = self._decoder_grid()
+        if getattr(neck, 'num_patches', gh * gw) != gh * gw:
+            raise ValueError(f'`neck.num_patches`={neck.num_patches} must be '
+                             f'the {gh}x{gw}={gh * gw} encoder tokens')
+        neck_stride = self.head.patch_size
+        if neck_stride != stride:
+            raise ValueError(f'`neck.encoder_stride`={neck_stride} must be '
+                             f'the {stride}-px region one encoder output '
+                             'token covers')
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """The forward function in training.
+
+        Args:
+            inputs (torch.Tensor): The input images, (B, C, H, W), B even.
+            data_samples (List[DataSample]): All elements required
+                during the forward function.
+
+        Returns:
+            Dict[str, torch.Tensor]: A dictionary of loss components.
+        """
+        check_pairing_batch(inputs.shape[0])
+        return super().loss(inputs, data_samples, **kwargs)
