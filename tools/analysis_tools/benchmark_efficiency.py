@@ -68,8 +68,9 @@ def add_ratios(records: List[Dict], baseline: Dict) -> None:
 def to_markdown(records: List[Dict], meta: Dict) -> str:
     lines = [
         f"Device: {meta['device']} ({meta['machine']}), torch "
-        f"{meta['torch']}, batch {meta['batch_size']} (memory also at "
-        f"{2 * meta['batch_size']} and at each config's per-device batch).",
+        f"{meta['torch']}, fp32; FLOPs and time at batch "
+        f"{meta['batch_size']}; memory measured at {meta['batch_size']} and "
+        f"{2 * meta['batch_size']} and reported at the batch shown.",
         '',
         '| config | params (M) total / encoder | train GFLOPs / img | '
         'peak mem (GiB) @ batch | step time (s) | img/s | FLOPs ratio | '
