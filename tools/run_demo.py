@@ -74,6 +74,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+@torch.no_grad()
+def masked_loss(model: torch.nn.Module, inputs: torch.Tensor) -> float:
+    """The pre-training loss on held-out images, with a fixed mask seed."""
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(0)
+    losses = model.loss(inputs, None)
+    model.train(was_training)
+    return float(sum(v for k, v in losses.items() if 'loss' in k))
+
+
 def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
@@ -118,6 +129,8 @@ def main() -> None:
     # Masked inputs and their reconstructions (test images, fixed mask seed).
     batch = next(iter(loaders['test']))
     batch = model.data_preprocessor(batch, False)
+    pretrained['test_loss'] = masked_loss(model, batch['inputs'])
+    random['test_loss'] = masked_loss(random_model, batch['inputs'])
     inputs = batch['inputs'][:8]
     png = osp.join(args.work_dir, 'reconstruction.png')
     save_reconstruction_grid(
@@ -153,7 +166,9 @@ def main() -> None:
     if 'linear_top1' in pretrained:
         rows += [('linear-probe top-1', f"{pretrained['linear_top1']:.2f} %"),
                  ('random-init probe top-1', f"{random['linear_top1']:.2f} %")]
-    rows += [('checkpoint', ckpt), ('reconstructions', png)]
+    rows += [('test masked-patch loss', f"{pretrained['test_loss']:.4f}"),
+             ('random-init test loss', f"{random['test_loss']:.4f}"),
+             ('checkpoint', ckpt), ('reconstructions', png)]
     width = max(len(k) for k, _ in rows)
     print('\n' + '=' * 60)
     print(f'Fashion-MNIST demo (eval: {args.eval_train_samples} train / '
