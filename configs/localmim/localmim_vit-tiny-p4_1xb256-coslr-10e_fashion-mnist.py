@@ -42,6 +42,3 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(lr=2e-4 * 256 / 256 * 10),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
-
-# HOG targets have no image to draw: the reconstruction picture hook is off.
-custom_hooks = []

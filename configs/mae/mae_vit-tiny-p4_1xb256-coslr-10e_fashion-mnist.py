@@ -5,8 +5,9 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-# MAE recipe: lr = 1.5e-4 * total_batch / 256, AdamW (0.9, 0.95), wd 0.05
-# except norms, biases and tokens.
+# MAE recipe: AdamW (0.9, 0.95), wd 0.05 except norms, biases and tokens,
+# lr = base_lr * total_batch / 256; the base lr is 10x MAE's 1.5e-4 for this
+# small model's short (10-epoch) schedule -- a choice, not a tuned value.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1.5e-4 * 256 / 256 * 10,
