@@ -43,6 +43,12 @@ def test_config_parses_and_builds(path):
     imports = cfg.get('custom_imports', {}).get('imports', [])
     assert 'mim_plugins' in imports, 'plugin configs import mim_plugins'
     assert cfg.custom_imports.allow_failed_imports is False
+    pretrain = not downstream and '/benchmarks/' not in path
+    if pretrain:
+        # every pre-training config draws reconstructions and guards losses
+        hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
+        assert 'ReconstructionVisualizationHook' in hooks
+        assert 'NonFiniteLossHook' in hooks
     if 'model' not in cfg:
         return
     MODELS = registry_of(scope)

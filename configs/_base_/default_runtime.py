@@ -1,6 +1,8 @@
 # Runtime shared by every plugin config.
 # mim_plugins registers into mmpretrain's registries, so the scope stays
 # 'mmpretrain'; importing the package applies its compatibility shims.
+_base_ = ['./plugin_hooks.py']
+
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
@@ -12,15 +14,6 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
-
-# Reconstructions of a fixed training batch, sent to the visualizer backends
-# (work_dir/<timestamp>/vis_data/vis_image) every `interval` iterations.
-# NonFiniteLossHook stops at the first NaN/Inf loss (action='skip' skips
-# such steps instead).
-custom_hooks = [
-    dict(type='ReconstructionVisualizationHook', interval=500, num_images=8),
-    dict(type='NonFiniteLossHook', action='stop'),
-]
 
 env_cfg = dict(
     cudnn_benchmark=False,

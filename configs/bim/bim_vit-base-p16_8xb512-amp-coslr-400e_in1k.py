@@ -1,7 +1,10 @@
 # BIM ViT-B/16 on ImageNet-1k: mmpretrain's 400-epoch MAE recipe (8 x 512
 # images, AMP, AdamW, 40-epoch warm-up + cosine) with the encoder cut into
 # K=4 blocks of 3 layers, each trained by its own 2-layer MAE decoder.
-_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 # The base's decoder (width 512, 16 heads) is built once per block; it is

@@ -1,7 +1,10 @@
 # BIM ViT-L/16 on ImageNet-1k: mmpretrain's 400-epoch MAE ViT-L recipe with
 # the 24-layer encoder cut into K=4 blocks of 6 layers, each trained by its
 # own 2-layer MAE decoder (width 512).
-_base_ = 'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-400e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(

@@ -7,7 +7,10 @@
 # bins and the frozen random Sobel bias on 8 / 16 / 32 / 32-px cells.
 # The encoder runs attention-masked dense windows, not GreenMIM's
 # visible-token window grouping (see README.md for the extra cost).
-_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(

@@ -4,7 +4,10 @@
 # cosine to 1e-6, 1600 epochs, mask ratio 0.75, HOG with 9 bins.
 # Data pipeline (RandomResizedCrop 224 (0.2, 1) bicubic + flip, ImageNet
 # normalisation) is mmpretrain's MAE one, which matches the official one.
-_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(

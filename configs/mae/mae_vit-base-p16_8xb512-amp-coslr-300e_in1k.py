@@ -1,4 +1,7 @@
-# mmpretrain's MAE ViT-B/16 recipe, unchanged: the baseline the plugin's
-# methods are compared with (tools/analysis_tools, benchmarks).
-_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+# mmpretrain's MAE ViT-B/16 recipe (plus the plugin's hooks): the baseline the
+# plugin's methods are compared with (tools/analysis_tools, benchmarks).
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)

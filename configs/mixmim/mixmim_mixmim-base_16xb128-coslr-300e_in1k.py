@@ -2,7 +2,10 @@
 # recipe with the official (Sense-X/MixMIM) weight-decay grouping and decoder
 # init. mmpretrain's behaviour: `model.neck.init_mode='mmpretrain'` and
 # `optim_wrapper.paramwise_cfg` = custom_keys {'ln', 'bias'} (see README).
-_base_ = 'mmpretrain::mixmim/mixmim_mixmim-base_16xb128-coslr-300e_in1k.py'
+_base_ = [
+    'mmpretrain::mixmim/mixmim_mixmim-base_16xb128-coslr-300e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(

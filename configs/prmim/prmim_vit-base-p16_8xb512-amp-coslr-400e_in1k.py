@@ -3,7 +3,10 @@
 # visible, 49 kept masked and 98 thrown tokens, so the 8-layer decoder sees
 # [CLS] + 98 tokens instead of [CLS] + 196.
 # Throw-ratio variants: prmim-t025_* (0.25) and prmim-t065_* (0.65).
-_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../_base_/plugin_hooks.py',
+]
 
 # plugin modules, registered into mmpretrain's registries
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)

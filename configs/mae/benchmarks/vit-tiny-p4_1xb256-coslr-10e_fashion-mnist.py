@@ -103,5 +103,5 @@ test_cfg = dict()
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
-custom_hooks = []  # no reconstructions for a classifier
+custom_hooks = [dict(type='NonFiniteLossHook')]  # no reconstructions here
 auto_scale_lr = dict(base_batch_size=256)
