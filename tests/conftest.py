@@ -82,3 +82,37 @@ def small_run_options(data_root: str,
         'train_cfg.max_epochs=1',
         'default_hooks.logger.interval=1',
     ]
+
+
+# Tiny MAE-style parts shared by the model tests: 16-px single-channel images
+# in 4-px patches (16 patches), a 32-wide encoder and a 16-wide decoder.
+TINY_ARCH = dict(
+    embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
+TINY_NECK = dict(
+    type='MAEPretrainDecoder',
+    num_patches=16,
+    patch_size=4,
+    in_chans=1,
+    embed_dim=32,
+    decoder_embed_dim=16,
+    decoder_depth=1,
+    decoder_num_heads=2)
+TINY_HEAD = dict(
+    type='MAEPretrainHead',
+    norm_pix=True,
+    patch_size=4,
+    in_channels=1,
+    loss=dict(type='PixelReconstructionLoss', criterion='L2'))
+
+
+def tiny_backbone(type: str = 'MAEViT', **kwargs) -> dict:
+    """Config of a tiny ViT encoder matching TINY_NECK/TINY_HEAD."""
+    import copy
+    cfg = dict(
+        type=type,
+        arch=copy.deepcopy(TINY_ARCH),
+        img_size=16,
+        patch_size=4,
+        patch_cfg=dict(in_channels=1))
+    cfg.update(kwargs)
+    return cfg

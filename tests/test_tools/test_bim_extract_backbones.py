@@ -1,13 +1,15 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """tools/model_converters/bim_extract_backbones.py: one ViT per boundary,
 tensors only, same features as the BIM encoder's first k layers."""
+import copy
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, subprocess_env
+from conftest import (REPO_ROOT, TINY_ARCH, TINY_HEAD, TINY_NECK,
+                      subprocess_env, tiny_backbone)
 from mmengine.config import Config
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
@@ -15,31 +17,12 @@ from mmpretrain.registry import MODELS
 import mim_plugins  # noqa: F401
 
 TOOL = osp.join(REPO_ROOT, 'tools/model_converters/bim_extract_backbones.py')
-ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
+ARCH = copy.deepcopy(TINY_ARCH)
 MODEL = dict(
     type='BIM',
-    backbone=dict(
-        type='BIMViT',
-        arch=ARCH,
-        img_size=16,
-        patch_size=4,
-        patch_cfg=dict(in_channels=1),
-        block_boundaries=[1, 3, 4]),
-    neck=dict(
-        type='MAEPretrainDecoder',
-        num_patches=16,
-        patch_size=4,
-        in_chans=1,
-        embed_dim=32,
-        decoder_embed_dim=16,
-        decoder_depth=1,
-        decoder_num_heads=2),
-    head=dict(
-        type='MAEPretrainHead',
-        norm_pix=True,
-        patch_size=4,
-        in_channels=1,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+    backbone=tiny_backbone('BIMViT', block_boundaries=[1, 3, 4]),
+    neck=copy.deepcopy(TINY_NECK),
+    head=copy.deepcopy(TINY_HEAD))
 
 
 def trained_bim():

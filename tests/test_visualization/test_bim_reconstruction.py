@@ -1,5 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import copy
+
 import torch
+from conftest import TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
@@ -8,36 +11,14 @@ from mim_plugins.visualization import reconstruct
 
 def test_bim_panels_one_per_block():
     with DefaultScope.overwrite_default_scope('mmpretrain'):
+        backbone = tiny_backbone('BIMViT', block_boundaries=[1, 3])
+        backbone['arch']['num_layers'] = 3
         model = MODELS.build(
             dict(
                 type='BIM',
-                backbone=dict(
-                    type='BIMViT',
-                    arch=dict(
-                        embed_dims=32,
-                        num_layers=3,
-                        num_heads=2,
-                        feedforward_channels=64),
-                    img_size=16,
-                    patch_size=4,
-                    patch_cfg=dict(in_channels=1),
-                    block_boundaries=[1, 3]),
-                neck=dict(
-                    type='MAEPretrainDecoder',
-                    num_patches=16,
-                    patch_size=4,
-                    in_chans=1,
-                    embed_dim=32,
-                    decoder_embed_dim=16,
-                    decoder_depth=1,
-                    decoder_num_heads=2),
-                head=dict(
-                    type='MAEPretrainHead',
-                    norm_pix=True,
-                    patch_size=4,
-                    in_channels=1,
-                    loss=dict(type='PixelReconstructionLoss',
-                              criterion='L2'))))
+                backbone=backbone,
+                neck=copy.deepcopy(TINY_NECK),
+                head=copy.deepcopy(TINY_HEAD)))
     model.init_weights()
     inputs = torch.randn(2, 1, 16, 16)
     panels = reconstruct(model, inputs, seed=0)

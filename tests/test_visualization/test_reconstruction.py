@@ -1,5 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import copy
+
 import torch
+from conftest import TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.registry import DefaultScope
 from PIL import Image
 
@@ -8,34 +11,13 @@ from mim_plugins.visualization import mae_reconstruct, save_reconstruction_grid
 
 def tiny_mae():
     from mmpretrain.registry import MODELS
+    backbone = tiny_backbone(mask_ratio=0.75)
+    backbone['arch']['num_layers'] = 2
     cfg = dict(
         type='MAE',
-        backbone=dict(
-            type='MAEViT',
-            arch=dict(
-                embed_dims=32,
-                num_layers=2,
-                num_heads=2,
-                feedforward_channels=64),
-            img_size=16,
-            patch_size=4,
-            patch_cfg=dict(in_channels=1),
-            mask_ratio=0.75),
-        neck=dict(
-            type='MAEPretrainDecoder',
-            num_patches=16,
-            patch_size=4,
-            in_chans=1,
-            embed_dim=32,
-            decoder_embed_dim=16,
-            decoder_depth=1,
-            decoder_num_heads=2),
-        head=dict(
-            type='MAEPretrainHead',
-            norm_pix=True,
-            patch_size=4,
-            in_channels=1,
-            loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+        backbone=backbone,
+        neck=copy.deepcopy(TINY_NECK),
+        head=copy.deepcopy(TINY_HEAD))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg)
     model.init_weights()

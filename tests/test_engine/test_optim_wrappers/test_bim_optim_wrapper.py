@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from conftest import TINY_ARCH, TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS, OPTIM_WRAPPERS
@@ -13,31 +14,12 @@ import mim_plugins  # noqa: F401
 from mim_plugins.engine.optim_wrappers import (BIMOptimWrapper,
                                                BIMOptimWrapperConstructor)
 
-ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
+ARCH = copy.deepcopy(TINY_ARCH)
 MODEL = dict(
     type='BIM',
-    backbone=dict(
-        type='BIMViT',
-        arch=ARCH,
-        img_size=16,
-        patch_size=4,
-        patch_cfg=dict(in_channels=1),
-        block_boundaries=[1, 3, 4]),
-    neck=dict(
-        type='MAEPretrainDecoder',
-        num_patches=16,
-        patch_size=4,
-        in_chans=1,
-        embed_dim=32,
-        decoder_embed_dim=16,
-        decoder_depth=1,
-        decoder_num_heads=2),
-    head=dict(
-        type='MAEPretrainHead',
-        norm_pix=True,
-        patch_size=4,
-        in_channels=1,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+    backbone=tiny_backbone('BIMViT', block_boundaries=[1, 3, 4]),
+    neck=copy.deepcopy(TINY_NECK),
+    head=copy.deepcopy(TINY_HEAD))
 MAE_KEYS = dict(
     custom_keys={
         'ln': dict(decay_mult=0.0),

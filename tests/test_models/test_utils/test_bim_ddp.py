@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import TINY_ARCH, TINY_HEAD, TINY_NECK
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401
@@ -14,22 +15,9 @@ from mim_plugins.engine.optim_wrappers import BIMOptimWrapperConstructor
 from mim_plugins.models.backbones import BIMViT
 from mim_plugins.models.utils import BIMDistributedDataParallel
 
-ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
-NECK = dict(
-    type='MAEPretrainDecoder',
-    num_patches=16,
-    patch_size=4,
-    in_chans=1,
-    embed_dim=32,
-    decoder_embed_dim=16,
-    decoder_depth=1,
-    decoder_num_heads=2)
-HEAD = dict(
-    type='MAEPretrainHead',
-    norm_pix=True,
-    patch_size=4,
-    in_channels=1,
-    loss=dict(type='PixelReconstructionLoss', criterion='L2'))
+ARCH = copy.deepcopy(TINY_ARCH)
+NECK = copy.deepcopy(TINY_NECK)
+HEAD = copy.deepcopy(TINY_HEAD)
 STEPS = 3
 
 
