@@ -14,8 +14,8 @@ from mmpretrain.registry import MODELS
 import mim_plugins  # noqa: F401
 
 TOOL = osp.join(REPO_ROOT, 'tools/benchmarks/bim_depths.py')
-CONFIG = osp.join(REPO_ROOT,
-                  'configs/bim/bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
+CONFIG = osp.join(
+    REPO_ROOT, 'configs/bim/bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
 
 
 def test_scores_every_depth(tmp_path, fmnist_root):
@@ -50,8 +50,7 @@ def test_scores_every_depth(tmp_path, fmnist_root):
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = json.load(open(out / 'bim_depths.json'))['rows']
-    assert [(r['model'], r['depth']) for r in rows] == [('bim', 1),
-                                                        ('bim', 3),
+    assert [(r['model'], r['depth']) for r in rows] == [('bim', 1), ('bim', 3),
                                                         ('bim', 4),
                                                         ('full', 4)]
     for row in rows:
