@@ -7,6 +7,7 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from mim_plugins.evaluation import build_feature_eval_loaders, score_model
+from mim_plugins.models.utils.checks import check_range
 
 
 @HOOKS.register_module()
@@ -39,6 +40,10 @@ class FeatureEvalHook(Hook):
         if not eval_epochs or any(e < 0 for e in eval_epochs):
             raise ValueError('eval_epochs must be a non-empty list of epochs '
                              f'>= 0, got {eval_epochs}')
+        check_range('train_samples', train_samples, 0, integer=True)
+        check_range('test_samples', test_samples, 0, integer=True)
+        check_range('knn_k', knn_k, 1, integer=True)
+        check_range('probe_epochs', probe_epochs, 0, integer=True)
         self.eval_epochs = sorted(set(int(e) for e in eval_epochs))
         self.train_samples = train_samples
         self.test_samples = test_samples

@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from mim_plugins.models.utils.checks import check_range
 from mim_plugins.visualization import reconstruct, render_reconstruction_grid
 
 
@@ -36,10 +37,8 @@ class ReconstructionVisualizationHook(Hook):
                  num_images: int = 8,
                  seed: int = 0,
                  enable: bool = True) -> None:
-        if interval < 1:
-            raise ValueError(f'interval must be >= 1, got {interval}')
-        if num_images < 1:
-            raise ValueError(f'num_images must be >= 1, got {num_images}')
+        check_range('interval', interval, 1, integer=True)
+        check_range('num_images', num_images, 1, integer=True)
         self.interval = interval
         self.num_images = num_images
         self.seed = seed

@@ -8,6 +8,8 @@ from mmpretrain.engine.optimizers import \
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
+from mim_plugins.models.utils.checks import check_range
+
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class BackboneLayerDecayOptimWrapperConstructor(
@@ -34,6 +36,18 @@ class BackboneLayerDecayOptimWrapperConstructor(
     ``norm_decay_mult``, ``flat_decay_mult``, ``bias_decay_mult``,
     ``custom_keys`` with ``decay_mult``).
     """
+
+    def __init__(self,
+                 optim_wrapper_cfg: dict,
+                 paramwise_cfg: Optional[dict] = None) -> None:
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        # a rate > 1 would give the first layers the largest lr
+        check_range(
+            'paramwise_cfg.layer_decay_rate',
+            self.paramwise_cfg.get('layer_decay_rate', 1.0),
+            0,
+            1,
+            low_open=True)
 
     def add_params(self,
                    params: List[dict],

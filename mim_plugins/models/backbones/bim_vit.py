@@ -10,6 +10,8 @@ from mmpretrain.models.backbones.vision_transformer import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ..utils.checks import check_img_size, check_range
+
 
 def check_block_boundaries(block_boundaries: Sequence[int],
                            num_layers: int) -> List[int]:
@@ -69,7 +71,9 @@ class BIMViT(MAEViT):
             ``[3, 6, 9, 12]`` for ViT-B with K=4.
         norm_cfg (dict): Config of the normalisation layers, including the
             block norms. Defaults to ``dict(type='LN', eps=1e-6)``.
-        **kwargs: Other arguments of :class:`mmpretrain.models.MAEViT`.
+        **kwargs: Other arguments of :class:`mmpretrain.models.MAEViT`;
+            ``mask_ratio`` must be in (0, 1) and ``img_size`` a multiple
+            of ``patch_size``.
     """
 
     def __init__(self,
@@ -79,6 +83,16 @@ class BIMViT(MAEViT):
         if not kwargs.get('final_norm', True):
             raise ValueError('BIMViT needs final_norm=True: the last block '
                              'norm is the final norm `ln1`.')
+        # MAEViT accepts any ratio; 0 or 1 leaves nothing to reconstruct
+        check_range(
+            'mask_ratio',
+            kwargs.get('mask_ratio', 0.75),
+            0,
+            1,
+            low_open=True,
+            high_open=True)
+        check_img_size(
+            kwargs.get('img_size', 224), kwargs.get('patch_size', 16))
         super().__init__(norm_cfg=norm_cfg, **kwargs)
         self.block_boundaries = check_block_boundaries(block_boundaries,
                                                        self.num_layers)

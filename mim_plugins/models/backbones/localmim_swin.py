@@ -54,18 +54,23 @@ class LocalMIMSwin(SwinTransformer):
         if not out_after_downsample:
             raise ValueError('LocalMIMSwin taps every stage after its patch '
                              'merging: `out_after_downsample` must be True')
-        super().__init__(
-            arch=arch,
-            out_indices=list(out_indices),
-            out_after_downsample=True,
-            **kwargs)
-        num_stages = len(self.stages)
+        # Swin indexes its stages with out_indices: check before building
+        settings = self.arch_zoo.get(arch.lower(), {}) if isinstance(
+            arch, str) else arch
+        depths = settings.get('depths') if isinstance(settings, dict) else None
+        num_stages = len(depths) if depths is not None else 4
         indices = list(out_indices)
         if not indices or any(not 0 <= i < num_stages for i in indices) or \
                 any(a >= b for a, b in zip(indices, indices[1:])):
             raise ValueError(f'`out_indices` must be strictly increasing '
                              f'stage indices in [0, {num_stages - 1}], got '
                              f'{indices}')
+        super().__init__(
+            arch=arch,
+            out_indices=list(out_indices),
+            out_after_downsample=True,
+            **kwargs)
+        num_stages = len(self.stages)
         if not 0 < mask_ratio < 1:
             raise ValueError(f'`mask_ratio` must be in (0, 1), got '
                              f'{mask_ratio}')
@@ -79,6 +84,13 @@ class LocalMIMSwin(SwinTransformer):
                 (W * patch_size) % mask_patch_size:
             raise ValueError(f'`img_size` must be divisible by '
                              f'`mask_patch_size`={mask_patch_size}')
+        for i, stage in enumerate(self.stages):
+            # masked windows are not padded (see `_window_key_mask`)
+            ws = stage.blocks[0].attn.window_size
+            if (H >> i) % ws or (W >> i) % ws:
+                raise ValueError(
+                    f'`window_size` must divide every stage map: stage {i} '
+                    f'is {H >> i}x{W >> i}, got {ws}')
         self.mask_ratio = mask_ratio
         self.mask_patch_size = mask_patch_size
         self.mask_grid = (H * patch_size // mask_patch_size,

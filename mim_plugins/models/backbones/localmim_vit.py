@@ -7,6 +7,8 @@ from mmengine.model import ModuleList
 from mmpretrain.models import MAEViT
 from mmpretrain.registry import MODELS
 
+from ..utils.checks import check_img_size, check_range
+
 
 def check_tap_indices(out_indices: Sequence[int],
                       num_layers: int) -> List[int]:
@@ -62,7 +64,9 @@ class LocalMIMViT(MAEViT):
         norm_cfg (dict): Config of all norms, the tap norms included.
             Defaults to ``dict(type='LN', eps=1e-6)``.
         final_norm (bool): Must stay False (the tap norms replace it).
-        **kwargs: Other arguments of :class:`mmpretrain.models.MAEViT`.
+        **kwargs: Other arguments of :class:`mmpretrain.models.MAEViT`;
+            ``mask_ratio`` must be in (0, 1) and ``img_size`` a multiple
+            of ``patch_size``.
     """
 
     def __init__(self,
@@ -74,6 +78,16 @@ class LocalMIMViT(MAEViT):
         if final_norm:
             raise ValueError('LocalMIMViT needs `final_norm`=False: every '
                              'tap has its own norm (`tap_norms`)')
+        # MAEViT accepts any ratio; 0 or 1 leaves nothing to reconstruct
+        check_range(
+            'mask_ratio',
+            kwargs.get('mask_ratio', 0.75),
+            0,
+            1,
+            low_open=True,
+            high_open=True)
+        check_img_size(
+            kwargs.get('img_size', 224), kwargs.get('patch_size', 16))
         # Build with the last layer as output first; taps checked below.
         super().__init__(
             arch=arch,

@@ -9,6 +9,8 @@ from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.checks import check_img_size
+
 
 @MODELS.register_module()
 class MixMIMPyramidTransformer(MixMIMTransformer):
@@ -64,6 +66,16 @@ class MixMIMPyramidTransformer(MixMIMTransformer):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
+        # the parent indexes window_size per stage: check before building
+        settings = self.arch_zoo.get(arch.lower(), {}) if isinstance(
+            arch, str) else arch
+        depths = settings.get('depths') if isinstance(settings, dict) else None
+        if depths is not None and (not isinstance(window_size, (list, tuple))
+                                   or len(window_size) != len(depths)):
+            raise ValueError(
+                f'`window_size` must be a list of {len(depths)} ints (one '
+                f'per stage), got {window_size!r}')
+        check_img_size(img_size, patch_size)
         super().__init__(
             arch=arch,
             mlp_ratio=mlp_ratio,
@@ -91,6 +103,15 @@ class MixMIMPyramidTransformer(MixMIMTransformer):
         if not -1 <= frozen_stages <= self.num_layers:
             raise ValueError(f'`frozen_stages` must be in [-1, '
                              f'{self.num_layers}], got {frozen_stages}')
+        for i, layer in enumerate(self.layers):
+            # blocks at the build size run unpadded windows
+            h, w = layer.blocks[0].input_resolution
+            ws = layer.blocks[0].window_size
+            if h % ws or w % ws:
+                raise ValueError(
+                    f'`window_size` must divide every stage map at '
+                    f'`img_size`={img_size}: stage {i} is {h}x{w}, got '
+                    f'window_size[{i}]={window_size[i]}')
         self.out_indices = tuple(sorted(set(out_indices)))
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval

@@ -10,6 +10,8 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import MultiheadAttention
 from mmpretrain.registry import MODELS
 
+from ..utils.checks import check_img_size
+
 
 def check_pairing_batch(batch_size: int) -> None:
     """Raise if a batch cannot be paired by batch flip.
@@ -126,6 +128,7 @@ class MixMIMViT(MAEViT):
                 '`range_mask_ratio` must satisfy 0 <= range_mask_ratio < '
                 f'1 - mask_ratio (mask_ratio={mask_ratio}), got '
                 f'{range_mask_ratio}')
+        check_img_size(img_size, patch_size)
         super().__init__(
             arch=arch,
             img_size=img_size,
@@ -151,8 +154,9 @@ class MixMIMViT(MAEViT):
                 f'`img_size` ({h * patch_size}x{w * patch_size} px) must be '
                 f'divisible by the mixing cell `cell_size`={cell_size}')
         if (h // cell_patches) * (w // cell_patches) < 2:
-            raise ValueError(f'`cell_size`={cell_size} leaves fewer than 2 '
-                             'cells to mix; use a smaller cell')
+            raise ValueError('`cell_size` must leave at least 2 mixing cells '
+                             f'in `img_size` ({h * patch_size}x'
+                             f'{w * patch_size} px), got {cell_size}')
         self.cell_size = cell_size
         self.cell_patches = cell_patches
         self.cell_resolution = (h // cell_patches, w // cell_patches)

@@ -7,6 +7,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmpretrain.registry import MODELS
 
 from ..necks.localmim_neck import LOCALMIM_SCALES, check_scales
+from ..utils.checks import check_range
 from ..utils.hog_target import HOGTarget
 
 TARGET_TYPES = ('hog', 'pixel')
@@ -71,6 +72,7 @@ class LocalMIMHead(BaseModule):
         if target not in TARGET_TYPES:
             raise ValueError(f'`target` must be one of {list(TARGET_TYPES)}, '
                              f'got {target!r}')
+        check_range('patch_size', patch_size, 1, integer=True)
         self.target = target
         self.patch_size = patch_size
         self.in_channels = in_channels

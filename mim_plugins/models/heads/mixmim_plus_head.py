@@ -3,6 +3,8 @@ import torch
 from mmpretrain.models.heads import MixMIMPretrainHead
 from mmpretrain.registry import MODELS
 
+from ..utils.checks import check_range
+
 
 @MODELS.register_module()
 class MixMIMPlusPretrainHead(MixMIMPretrainHead):
@@ -31,6 +33,8 @@ class MixMIMPlusPretrainHead(MixMIMPretrainHead):
                  norm_pix: bool = False,
                  patch_size: int = 16,
                  in_channels: int = 3) -> None:
+        check_range('patch_size', patch_size, 1, integer=True)
+        check_range('in_channels', in_channels, 1, integer=True)
         super().__init__(loss=loss, norm_pix=norm_pix, patch_size=patch_size)
         self.in_channels = in_channels
 

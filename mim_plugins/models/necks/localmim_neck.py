@@ -13,6 +13,8 @@ from mmpretrain.models.utils import (LayerNorm2d,
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ..utils.checks import check_divisible
+
 # Scale of a decoder's output grid relative to the patch grid.
 LOCALMIM_SCALES = (4, 2, 1, 0.5)
 
@@ -79,6 +81,8 @@ class LocalMIMDecoder(MAEPretrainDecoder):
         if side * side != num_patches:
             raise ValueError('`num_patches` must be a square number, got '
                              f'{num_patches}')
+        check_divisible('decoder_embed_dim', decoder_embed_dim,
+                        decoder_num_heads, 'decoder_num_heads')
         super().__init__(
             num_patches=num_patches,
             embed_dim=embed_dim,
@@ -250,6 +254,8 @@ class LocalMIMSwinDecoder(BaseModule):
                  mlp_ratio: float = 4.,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+        check_divisible('decoder_embed_dim', decoder_embed_dim,
+                        decoder_num_heads, 'decoder_num_heads')
         super().__init__(init_cfg=init_cfg)
         self.grid = grid
         self.out_channels = out_channels

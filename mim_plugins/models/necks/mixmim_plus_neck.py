@@ -6,6 +6,8 @@ from mmpretrain.models.necks import MixMIMPretrainDecoder
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ..utils.checks import check_divisible
+
 DECODER_INIT_MODES = ('official', 'mmpretrain')
 
 
@@ -68,6 +70,8 @@ class MixMIMPlusPretrainDecoder(MixMIMPretrainDecoder):
         if side * side != num_patches:
             raise ValueError('`num_patches` must be a square number (2-D '
                              f'sin-cos position embedding), got {num_patches}')
+        check_divisible('decoder_embed_dim', decoder_embed_dim,
+                        decoder_num_heads, 'decoder_num_heads')
         super().__init__(
             num_patches=num_patches,
             patch_size=patch_size,

@@ -6,6 +6,7 @@ import torch
 from mmpretrain.models import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 
+from ..utils.checks import check_divisible
 from ..utils.furthest_sampling import (furthest_sampling, grid_sq_distances,
                                        min_sq_distance_to_set, random_sampling)
 
@@ -95,6 +96,10 @@ class PRMIMPretrainDecoder(MAEPretrainDecoder):
         if side * side != num_patches:
             raise ValueError('`num_patches` must be a square number (square '
                              f'patch grid), got {num_patches!r}')
+        check_divisible('decoder_embed_dim',
+                        kwargs.get('decoder_embed_dim', 512),
+                        kwargs.get('decoder_num_heads', 16),
+                        'decoder_num_heads')
         super().__init__(num_patches=num_patches, init_cfg=init_cfg, **kwargs)
         self.throw_ratio = float(throw_ratio)
         self.sampling = sampling

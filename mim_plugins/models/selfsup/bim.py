@@ -11,6 +11,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ..utils.checks import check_mae_parts
+
 BlockForward = Callable[..., Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                    torch.Tensor]]
 
@@ -114,6 +116,8 @@ class BIM(BaseSelfSupervisor):
             m if isinstance(m, nn.Module) else MODELS.build(m)
             for m in _per_block_cfgs(head, 'head', num_blocks)
         ])
+        for neck_k, head_k in zip(self.neck, self.head):
+            check_mae_parts(self.backbone, neck_k, head_k)
         self._block_units: Optional[List[BIMBlockUnit]] = None
 
     @property

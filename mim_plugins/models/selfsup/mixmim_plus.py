@@ -2,7 +2,7 @@
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from mmpretrain.models import MixMIM
+from mmpretrain.models import MixMIM, MixMIMTransformer
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
@@ -81,7 +81,9 @@ class MixMIMPlus(MixMIM):
     def _check_parts(self) -> None:
         backbone, neck = self.backbone, self.neck
         mask_ratio = getattr(backbone, 'mask_ratio', None)
-        if mask_ratio is None:
+        mixing = hasattr(backbone, 'cell_resolution') or isinstance(
+            backbone, MixMIMTransformer)
+        if mask_ratio is None or not mixing:
             raise TypeError('MixMIMPlus needs a mixing backbone '
                             "('MixMIMPretrainTransformer' or 'MixMIMViT'), "
                             f'got {type(backbone).__name__}')
@@ -94,6 +96,12 @@ class MixMIMPlus(MixMIM):
                              'range_mask_ratio < 1 - mask_ratio, got '
                              f'{range_ratio}')
         (gh, gw), stride = self._decoder_grid()
+        width = getattr(backbone, 'num_features', None) or \
+            backbone.embed_dims  # hierarchical: last stage; ViT: width
+        embed = getattr(neck, 'decoder_embed', None)
+        if embed is not None and embed.in_features != width:
+            raise ValueError(f'`neck.embed_dim` must be the encoder output '
+                             f'width {width}, got {embed.in_features}')
         if getattr(neck, 'num_patches', gh * gw) != gh * gw:
             raise ValueError(f'`neck.num_patches`={neck.num_patches} must be '
                              f'the {gh}x{gw}={gh * gw} encoder tokens')

@@ -6,6 +6,8 @@ from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..utils.checks import check_mae_parts, check_range
+
 
 @MODELS.register_module()
 class PRMIM(MAE):
@@ -44,9 +46,15 @@ class PRMIM(MAE):
                             f'{type(head).__name__}')
         mask_ratio = self.backbone.mask_ratio
         num_patches = self.backbone.num_patches
-        if neck.num_patches != num_patches:
-            raise ValueError(f'`neck.num_patches`={neck.num_patches} differs '
-                             f'from the backbone\'s {num_patches} patches')
+        # MAEViT accepts any ratio; 0 or 1 leaves nothing to reconstruct
+        check_range(
+            'backbone.mask_ratio',
+            mask_ratio,
+            0,
+            1,
+            low_open=True,
+            high_open=True)
+        check_mae_parts(self.backbone, neck, head)
         if not 0 <= neck.throw_ratio < mask_ratio:
             raise ValueError(
                 '`throw_ratio` must satisfy 0 <= throw_ratio < mask_ratio '
