@@ -38,6 +38,32 @@ def test_schemes_are_the_plugin_loaders():
         compat.load_local_checkpoint
     assert CheckpointLoader._get_checkpoint_loader('https://x/y.pth') is \
         compat.load_http_checkpoint
+    # open-mmlab://, torchvision:// and mmcls:// download through it.
+    import mmengine.runner.checkpoint as mmengine_checkpoint
+    assert mmengine_checkpoint.load_from_http is compat.load_http_checkpoint
+    # The Runner's loading entry points know the run's work_dir.
+    for name in ('load_checkpoint', '_init_model_weights'):
+        assert hasattr(getattr(Runner, name), '__wrapped__'), name
+
+
+def test_trusted_checkpoint_dir(tmp_path):
+    work_dir, outside = tmp_path / 'run', tmp_path / 'other'
+    work_dir.mkdir()
+    outside.mkdir()
+    (outside / 'x.pth').write_bytes(b'')
+    # A link inside the work_dir to a file elsewhere is not the run's own.
+    (work_dir / 'link.pth').symlink_to(outside / 'x.pth')
+    own = str(work_dir / 'sub' / 'epoch_1.pth')
+    assert not compat.is_in_run_work_dir(own)  # no run is loading
+    with compat.trusted_checkpoint_dir(str(work_dir)):
+        assert compat.is_in_run_work_dir(own)
+        assert not compat.is_in_run_work_dir(str(outside / 'x.pth'))
+        assert not compat.is_in_run_work_dir(str(work_dir / 'link.pth'))
+        assert not compat.is_in_run_work_dir(str(tmp_path / 'run2' / 'a'))
+        with compat.trusted_checkpoint_dir(None):
+            assert not compat.is_in_run_work_dir(own)
+        assert compat.is_in_run_work_dir(own)
+    assert not compat.is_in_run_work_dir(own)
 
 
 class _Evil:
@@ -48,7 +74,10 @@ class _Evil:
 
 
 @pytest.fixture()
-def http_dir(tmp_path):
+def http_dir(tmp_path, tmp_path_factory, monkeypatch):
+    # Downloads without model_dir go to a private torch hub directory.
+    monkeypatch.setattr(torch.hub, '_hub_dir', None)
+    torch.hub.set_dir(str(tmp_path_factory.mktemp('default_hub')))
     handler = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *args: None
@@ -73,6 +102,7 @@ def test_http_checkpoints_load_weights_only(http_dir, tmp_path_factory):
     with pytest.raises(pickle.UnpicklingError, match='exec'):
         _load_checkpoint(f'{url}/evil.pth', map_location='cpu')
     assert not hasattr(builtins, 'PWNED')
+    assert osp.isfile(osp.join(torch.hub.get_dir(), 'checkpoints', 'evil.pth'))
 
 
 def test_collate_scope_is_stripped(fmnist_root):
