@@ -37,3 +37,49 @@ def test_quick_quality_table(fmnist_root, tmp_path):
     for name in ('quality.md', 'quality.png'):
         assert (out / name).is_file()
     assert '| mae | 1 |' in (out / 'quality.md').read_text()
+
+
+def test_quick_table_with_finetune_and_linear_configs(fmnist_root, tmp_path):
+    """--finetune/--linear train the method's benchmark configs.
+
+    Both start from the pre-training checkpoint and add their test top-1 to
+    the table.
+    """
+    out = tmp_path / 'quality'
+    proc = subprocess.run([
+        sys.executable, 'tools/benchmarks/fashion_mnist.py', '--quick',
+        '--methods', 'prmim', '--finetune', '--linear', '--batch-size', '8',
+        '--train-samples', '80', '--eval-train-samples', '80',
+        '--eval-test-samples', '32', '--probe-epochs', '2', '--data-root',
+        fmnist_root, '--out',
+        str(out), '--cfg-options', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ],
+                          cwd=REPO_ROOT,
+                          env=subprocess_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / 'quality.json') as f:
+        report = json.load(f)
+    assert report['meta']['transfer_epochs'] == 1
+    prmim, floor = report['rows']
+    for key in ('finetune_top1', 'linear_cfg_top1'):
+        assert 0.0 <= prmim[key]['mean'] <= 100.0
+        assert key not in floor
+    table = (out / 'quality.md').read_text()
+    assert '| fine-tune top-1 (%) | linear-probe config top-1 (%) |' in table
+    assert table.count('| --- ') == 8
+    # each run loaded the backbone from the pre-training checkpoint and
+    # used its own benchmark config
+    ckpt = str(out / 'prmim' / 'seed0' / 'epoch_1.pth')
+    configs = dict(
+        finetune='vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py',
+        linear='vit-tiny-p4_1xb256-linear-coslr-10e_fashion-mnist.py')
+    for recipe, config in configs.items():
+        work = out / 'prmim' / 'seed0' / recipe
+        assert (work / config).is_file()
+        logs = list(work.glob('*/*.log'))
+        assert len(logs) == 1
+        assert f'load backbone. in model from: {ckpt}' in logs[0].read_text()

@@ -5,11 +5,18 @@ For each method's ``configs/<algo>/<algo>_*_fashion-mnist.py`` (the same tiny
 encoder, epochs and data for all; MAE is the baseline, random initialisation
 the floor): pre-train, scoring the frozen encoder with kNN (k=20, cosine) and
 a linear probe on the test split at several points of training, so
-time-to-accuracy is visible.  Writes ``quality.json``, ``quality.md`` and
-``quality.png`` into ``--out``.
+time-to-accuracy is visible.  With ``--finetune`` / ``--linear`` the
+pre-trained checkpoint then goes through the method's Fashion-MNIST
+fine-tune / linear-probe config (``configs/<algo>/benchmarks/
+vit-tiny-p4_1xb256-{coslr,linear-coslr}-10e_fashion-mnist.py``, the backbone
+loaded through its ``init_cfg``; trained on ``--eval-train-samples``
+training images for ``--transfer-epochs``) and the top-1 on
+``--eval-test-samples`` test images joins the table.  Writes
+``quality.json``, ``quality.md`` and ``quality.png`` into ``--out``.
 
 Example:
     python tools/benchmarks/fashion_mnist.py --methods mae bim --epochs 10
+    python tools/benchmarks/fashion_mnist.py --methods mae --finetune --linear
     python tools/benchmarks/fashion_mnist.py --quick  # small smoke version
 """
 import argparse
@@ -19,6 +26,7 @@ import logging
 import os
 import os.path as osp
 import platform
+import re
 import statistics
 import time
 import uuid
@@ -26,6 +34,7 @@ from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
@@ -36,6 +45,13 @@ from mim_plugins.utils.efficiency import measure_config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_METHODS = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
+# transfer recipe -> (config name pattern, result key, table column)
+TRANSFER = {
+    'finetune': (r'.+_\d+xb\d+-coslr-\d+e_fashion-mnist\.py', 'finetune_top1',
+                 'fine-tune top-1 (%)'),
+    'linear': (r'.+_\d+xb\d+-linear-coslr-\d+e_fashion-mnist\.py',
+               'linear_cfg_top1', 'linear-probe config top-1 (%)'),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,6 +82,22 @@ def parse_args() -> argparse.Namespace:
         '--quick',
         action='store_true',
         help='a small version: 1 epoch, 512 images, small evaluation')
+    parser.add_argument(
+        '--finetune',
+        action='store_true',
+        help='also fine-tune each pre-trained encoder with the method\'s '
+        'Fashion-MNIST fine-tune config')
+    parser.add_argument(
+        '--linear',
+        action='store_true',
+        help='also run the method\'s Fashion-MNIST linear-probe config '
+        '(frozen encoder, BatchNorm neck, LARS)')
+    parser.add_argument(
+        '--transfer-epochs',
+        type=int,
+        default=None,
+        help='epochs of the --finetune / --linear runs (default: 10, '
+        '1 with --quick)')
     parser.add_argument('--out', default='work_dirs/quality')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='config overrides')
@@ -77,6 +109,8 @@ def parse_args() -> argparse.Namespace:
         args.eval_test_samples = min(args.eval_test_samples, 200)
         args.probe_epochs = min(args.probe_epochs, 20)
         args.batch_size = args.batch_size or 32
+    if args.transfer_epochs is None:
+        args.transfer_epochs = 1 if args.quick else 10
     return args
 
 
@@ -90,6 +124,61 @@ def find_config(method: str) -> Optional[str]:
         raise ValueError(f'several Fashion-MNIST configs for {method}: '
                          f'{paths}; keep one per method')
     return paths[0] if paths else None
+
+
+def find_transfer_config(method: str, recipe: str) -> Optional[str]:
+    """The method's Fashion-MNIST fine-tune or linear-probe config."""
+    pattern = TRANSFER[recipe][0]
+    folder = osp.join(REPO_ROOT, 'configs', method, 'benchmarks')
+    paths = sorted(
+        p for p in glob.glob(osp.join(folder, '*_fashion-mnist.py'))
+        if re.fullmatch(pattern, osp.basename(p)))
+    return paths[0] if paths else None
+
+
+class LastMetrics(Hook):
+    """Keeps the metrics of the latest validation."""
+
+    def __init__(self) -> None:
+        self.metrics: Dict[str, float] = {}
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.metrics = dict(metrics or {})
+
+
+def run_transfer(config: str, checkpoint: str, seed: int,
+                 args: argparse.Namespace, work_dir: str) -> float:
+    """Train ``config`` from ``checkpoint``; test-split top-1 at the end."""
+    cfg = Config.fromfile(config)
+    set_max_epochs(cfg, args.transfer_epochs)
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+    train, val = cfg.train_dataloader, cfg.val_dataloader
+    train.dataset.indices = args.eval_train_samples
+    val.dataset.indices = args.eval_test_samples
+    if args.batch_size:
+        train.batch_size = args.batch_size
+    if args.data_root:
+        train.dataset.data_prefix = args.data_root
+        val.dataset.data_prefix = args.data_root
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    # the options given for the pre-training loader hold for evaluation too
+    for key in ('num_workers', 'persistent_workers'):
+        if key in cfg.train_dataloader:
+            cfg.val_dataloader[key] = cfg.train_dataloader[key]
+    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
+    cfg.train_cfg.val_interval = args.transfer_epochs  # only at the end
+    cfg.randomness = dict(seed=seed, diff_rank_seed=False)
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'transfer_{uuid.uuid4().hex[:8]}'
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=-1, save_last=False)
+    cfg.launcher = 'none'
+    runner = Runner.from_cfg(cfg)
+    hook = LastMetrics()
+    runner.register_hook(hook)
+    runner.train()
+    return hook.metrics['accuracy/top1']
 
 
 def eval_epochs(epochs: int, points: int) -> List[int]:
@@ -126,7 +215,22 @@ def run_one(config: str, seed: int, args: argparse.Namespace) -> Dict:
     runner.register_hook(hook)
     t0 = time.time()
     runner.train()
-    return dict(seed=seed, total_seconds=time.time() - t0, curve=hook.history)
+    result = dict(
+        seed=seed, total_seconds=time.time() - t0, curve=hook.history)
+    checkpoint = osp.join(cfg.work_dir, f'epoch_{args.epochs}.pth')
+    for recipe, (_, key, _) in TRANSFER.items():
+        if not getattr(args, recipe):
+            continue
+        transfer_config = find_transfer_config(
+            osp.basename(osp.dirname(config)), recipe)
+        if transfer_config is None:
+            print(f'[quality] no {recipe} config for {config}, skipped')
+            continue
+        print(f'[quality]   {recipe}: '
+              f'{osp.relpath(transfer_config, REPO_ROOT)}')
+        result[key] = run_transfer(transfer_config, checkpoint, seed, args,
+                                   osp.join(cfg.work_dir, recipe))
+    return result
 
 
 def summarize(values: List[float]) -> Dict[str, float]:
@@ -137,6 +241,8 @@ def summarize(values: List[float]) -> Dict[str, float]:
 
 def to_markdown(rows: List[Dict], meta: Dict) -> str:
     gib = 1024**3
+    transfer = [(key, column) for _, key, column in TRANSFER.values()
+                if any(key in row for row in rows)]
     lines = [
         f"Fashion-MNIST, {meta['epochs']} epochs, "
         f"{meta['train_images']} pre-training images, seeds {meta['seeds']};"
@@ -144,8 +250,9 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
         f"(kNN bank / probe: {meta['eval_train_samples']} training images); "
         f"{meta['machine']}, torch {meta['torch']}.", '',
         '| method | epochs | pre-train time (s) | peak memory (GiB) @ batch '
-        '| kNN top-1 (%) | probe top-1 (%) |', '| --- | --- | --- | --- | '
-        '--- | --- |'
+        '| kNN top-1 (%) | probe top-1 (%) |' +
+        ''.join(f' {column} |' for _, column in transfer),
+        '| --- | --- | --- | --- | --- | --- |' + ' --- |' * len(transfer)
     ]
 
     def fmt(stat):
@@ -156,7 +263,9 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
         mem = f"{mem / gib:.2f} @ {row['batch']}" if mem else '-'
         lines.append(f"| {row['method']} | {row['epochs']} | "
                      f"{row['pretrain_seconds']['mean']:.0f} | {mem} | "
-                     f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |")
+                     f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |" +
+                     ''.join(f' {fmt(row[key]) if key in row else "-"} |'
+                             for key, _ in transfer))
     return '\n'.join(lines) + '\n'
 
 
@@ -215,8 +324,13 @@ def main() -> None:
         finals = [run['curve'][-1] for run in runs]
         floor.extend(run['curve'][0] for run in runs
                      if run['curve'][0]['epoch'] == 0)
+        transfer = {
+            key: summarize([run[key] for run in runs])
+            for _, key, _ in TRANSFER.values() if key in runs[0]
+        }
         rows.append(
             dict(
+                **transfer,
                 method=method,
                 config=osp.relpath(config, REPO_ROOT),
                 epochs=args.epochs,
@@ -248,6 +362,8 @@ def main() -> None:
         probe_epochs=args.probe_epochs,
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs',
         torch=torch.__version__,
+        transfer_epochs=args.transfer_epochs
+        if args.finetune or args.linear else None,
         quick=args.quick)
     with open(osp.join(args.out, 'quality.json'), 'w') as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=2)

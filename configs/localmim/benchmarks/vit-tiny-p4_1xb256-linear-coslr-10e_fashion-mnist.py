@@ -1,0 +1,8 @@
+# Linear probe of a LocalMIM ViT-Tiny/4 (the tap norms and decoders are
+# ignored) on 32-px Fashion-MNIST with the MAE baseline's linear-probe recipe
+# (frozen backbone, ClsBatchNormNeck, LARS). Give the pre-trained checkpoint
+# with
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+_base_ = [
+    '../../mae/benchmarks/vit-tiny-p4_1xb256-linear-coslr-10e_fashion-mnist.py'
+]
