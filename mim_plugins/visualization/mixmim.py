@@ -36,6 +36,8 @@ def mixmim_panels(model: nn.Module,
             f'(batch-flip pairs), got {inputs.shape[0]}')
     latent, mask = model.backbone(inputs)[:2]
     x_rec = model.neck(latent, mask)
+    if isinstance(x_rec, tuple):  # PR-MIM decoder: (x_rec, kept, thrown)
+        x_rec = x_rec[0]
     head = model.head
     # MixMIMPlusPretrainHead.unmix, written out for mmpretrain's head
     half = x_rec.shape[0] // 2

@@ -323,6 +323,14 @@ ROWS: List[Tuple] = [
     row('MixMIMPlusPretrainDecoder', 'decoder_num_heads-not-dividing-width',
         build(M, with_(MIXMIM_NECK, decoder_num_heads=3)), V,
         '`decoder_embed_dim`', 'divisible by `decoder_num_heads`=3'),
+    row(
+        'PRMIMMixMIMPretrainDecoder', 'throw_ratio-above-1',
+        build(
+            M,
+            with_(
+                MIXMIM_NECK,
+                type='PRMIMMixMIMPretrainDecoder',
+                throw_ratio=1.5)), V, '`throw_ratio`', '0 <= throw_ratio < 1'),
     # --- heads and targets ---
     row('PRMIMPretrainHead', 'thrown_loss_weight-negative',
         build(M, with_(PRMIM_HEAD, thrown_loss_weight=-1.)), V,
@@ -345,6 +353,14 @@ ROWS: List[Tuple] = [
     row('LocalMIMHead', 'norm_pix-on-one-pixel-cells',
         build(M, with_(LOCALMIM_HEAD, target='pixel')), V, '`norm_pix`',
         'at least 2 values per cell'),
+    row(
+        'PRMIMMixMIMPretrainHead', 'thrown_loss_weight-negative',
+        build(
+            M,
+            with_(
+                MIXMIM_HEAD,
+                type='PRMIMMixMIMPretrainHead',
+                thrown_loss_weight=-1.)), V, '`thrown_loss_weight`', '>= 0'),
     row('MixMIMPlusPretrainHead', 'in_channels-zero',
         build(M, with_(MIXMIM_HEAD, in_channels=0)), V, '`in_channels`',
         'an int >= 1'),

@@ -1,9 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from typing import Dict, Optional
+
 import torch
 from mmpretrain.models.heads import MixMIMPretrainHead
 from mmpretrain.registry import MODELS
 
 from ..utils.checks import check_range
+from .prmim_head import check_thrown_loss_weight, kept_thrown_losses
 
 
 @MODELS.register_module()
@@ -75,3 +78,84 @@ class MixMIMPlusPretrainHead(MixMIMPretrainHead):
         """
         target = self.construct_target(target)
         return self.loss_module(self.unmix(x_rec, mask), target)
+
+
+@MODELS.register_module()
+class PRMIMMixMIMPretrainHead(MixMIMPlusPretrainHead):
+    """MixMIM unmixing head supervising kept and thrown tokens (PR-MIM).
+
+    Pairs with :class:`PRMIMMixMIMPretrainDecoder`. The two branches are
+    unmixed as in :class:`MixMIMPlusPretrainHead`; a token of image ``i``
+    is "kept" or "thrown" as it was in the branch that reconstructs it. The
+    loss is :class:`PRMIMPretrainHead`'s,
+    ``(sum_kept e + w * sum_thrown e) / (n_kept + n_thrown)`` over every
+    token, returned as ``loss_kept`` / ``loss_thrown`` plus the detached
+    means ``mse_kept`` / ``mse_thrown``. Without thrown tokens (``kept_mask``
+    None), ``loss_kept`` is exactly :class:`MixMIMPlusPretrainHead`'s loss.
+
+    Args:
+        loss (dict): Config of the per-token reconstruction loss.
+        norm_pix (bool): Normalize each target patch. Defaults to False.
+        patch_size (int): Side of the region one token reconstructs.
+            Defaults to 16.
+        in_channels (int): Image channels. Defaults to 3.
+        thrown_loss_weight (float): Weight of a thrown token relative to a
+            kept one, >= 0. Defaults to 1.0.
+    """
+
+    def __init__(self,
+                 loss: dict,
+                 norm_pix: bool = False,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 thrown_loss_weight: float = 1.0) -> None:
+        check_thrown_loss_weight(thrown_loss_weight)
+        super().__init__(
+            loss=loss,
+            norm_pix=norm_pix,
+            patch_size=patch_size,
+            in_channels=in_channels)
+        self.thrown_loss_weight = float(thrown_loss_weight)
+
+    def loss(
+            self,
+            x_rec: torch.Tensor,
+            target: torch.Tensor,
+            mask: torch.Tensor,
+            kept_mask: Optional[torch.Tensor] = None,
+            thrown_mask: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """Unmix and compute the kept and thrown losses.
+
+        Args:
+            x_rec (torch.Tensor): Decoder output, (2B, L, D).
+            target (torch.Tensor): Original images, (B, C, H, W).
+            mask (torch.Tensor): Mixing mask, (1, L, 1).
+            kept_mask (torch.Tensor, optional): (2, L) per-branch decoded
+                reconstructed tokens; None when every token was decoded.
+            thrown_mask (torch.Tensor, optional): (2, L) per-branch thrown
+                tokens to supervise; None supervises none.
+
+        Returns:
+            Dict[str, torch.Tensor]: ``loss_kept`` and ``mse_kept``, plus
+            ``loss_thrown`` and ``mse_thrown`` when thrown tokens are
+            supervised.
+        """
+        pred = self.unmix(x_rec, mask)
+        target = self.construct_target(target)
+        if kept_mask is None:
+            loss = self.loss_module(pred, target)
+            return dict(loss_kept=loss, mse_kept=loss.detach())
+        B = pred.shape[0]
+        mixed = mask.reshape(1, -1).to(pred.dtype)
+
+        def per_image(branch_mask: torch.Tensor) -> torch.Tensor:
+            # a token of an image takes the state it had in the branch
+            # that reconstructs it (branch 1 where mask == 1)
+            m = branch_mask[0:1] * mixed + branch_mask[1:2] * (1 - mixed)
+            return m.expand(B, -1)
+
+        return kept_thrown_losses(
+            self.loss_module, pred, target, per_image(kept_mask),
+            None if thrown_mask is None else per_image(thrown_mask),
+            self.thrown_loss_weight)

@@ -4,6 +4,56 @@ from typing import Dict, Optional
 import torch
 from mmpretrain.models import MAEPretrainHead
 from mmpretrain.registry import MODELS
+from torch import nn
+
+
+def check_thrown_loss_weight(thrown_loss_weight: float) -> None:
+    """Raise ``ValueError`` unless ``thrown_loss_weight`` is a number >= 0."""
+    if isinstance(
+            thrown_loss_weight,
+            bool) or not isinstance(thrown_loss_weight,
+                                    (int, float)) or thrown_loss_weight < 0:
+        raise ValueError('`thrown_loss_weight` must be a number >= 0, '
+                         f'got {thrown_loss_weight!r}')
+
+
+def kept_thrown_losses(loss_module: nn.Module, pred: torch.Tensor,
+                       target: torch.Tensor, kept_mask: torch.Tensor,
+                       thrown_mask: Optional[torch.Tensor],
+                       thrown_loss_weight: float) -> Dict[str, torch.Tensor]:
+    """The PR-MIM loss split into its kept and thrown parts.
+
+    ``loss_kept + loss_thrown = (sum_kept e + w * sum_thrown e) /
+    (n_kept + n_thrown)``, ``e`` being the per-token error of
+    ``loss_module`` (e.g. ``PixelReconstructionLoss``).
+
+    Args:
+        loss_module (nn.Module): Per-token loss called as
+            ``loss_module(pred, target, mask)``.
+        pred (torch.Tensor): ``(B, L, P)`` predictions in patch order.
+        target (torch.Tensor): ``(B, L, P)`` targets.
+        kept_mask (torch.Tensor): ``(B, L)``, 1 for decoded masked tokens.
+        thrown_mask (torch.Tensor, optional): ``(B, L)``, 1 for thrown
+            tokens to supervise; None (or all zero) supervises none.
+        thrown_loss_weight (float): Weight ``w`` of a thrown token.
+
+    Returns:
+        Dict[str, torch.Tensor]: ``loss_kept`` and ``mse_kept``, plus
+        ``loss_thrown`` and ``mse_thrown`` when thrown tokens are supervised.
+    """
+    mse_kept = loss_module(pred, target, kept_mask)
+    n_thrown = 0. if thrown_mask is None else float(thrown_mask.sum())
+    if n_thrown == 0:
+        return dict(loss_kept=mse_kept, mse_kept=mse_kept.detach())
+
+    mse_thrown = loss_module(pred, target, thrown_mask)
+    n_kept = float(kept_mask.sum())
+    n_total = n_kept + n_thrown
+    return dict(
+        loss_kept=mse_kept * (n_kept / n_total),
+        loss_thrown=mse_thrown * (thrown_loss_weight * n_thrown / n_total),
+        mse_kept=mse_kept.detach(),
+        mse_thrown=mse_thrown.detach())
 
 
 @MODELS.register_module()
@@ -42,10 +92,7 @@ class PRMIMPretrainHead(MAEPretrainHead):
                  patch_size: int = 16,
                  in_channels: int = 3,
                  thrown_loss_weight: float = 1.0) -> None:
-        if isinstance(thrown_loss_weight, bool) or not isinstance(
-                thrown_loss_weight, (int, float)) or thrown_loss_weight < 0:
-            raise ValueError('`thrown_loss_weight` must be a number >= 0, '
-                             f'got {thrown_loss_weight!r}')
+        check_thrown_loss_weight(thrown_loss_weight)
         super().__init__(
             loss=loss,
             norm_pix=norm_pix,
@@ -76,17 +123,5 @@ class PRMIMPretrainHead(MAEPretrainHead):
             supervised.
         """
         target = self.construct_target(target)
-        mse_kept = self.loss_module(pred, target, kept_mask)
-        n_thrown = 0. if thrown_mask is None else float(thrown_mask.sum())
-        if n_thrown == 0:
-            return dict(loss_kept=mse_kept, mse_kept=mse_kept.detach())
-
-        mse_thrown = self.loss_module(pred, target, thrown_mask)
-        n_kept = float(kept_mask.sum())
-        n_total = n_kept + n_thrown
-        return dict(
-            loss_kept=mse_kept * (n_kept / n_total),
-            loss_thrown=mse_thrown *
-            (self.thrown_loss_weight * n_thrown / n_total),
-            mse_kept=mse_kept.detach(),
-            mse_thrown=mse_thrown.detach())
+        return kept_thrown_losses(self.loss_module, pred, target, kept_mask,
+                                  thrown_mask, self.thrown_loss_weight)

@@ -22,70 +22,35 @@ def _ascending_true_indices(flags: torch.Tensor, count: int) -> torch.Tensor:
     return order[:, :count]
 
 
-@MODELS.register_module()
-class PRMIMPretrainDecoder(MAEPretrainDecoder):
-    """Partial MAE decoder with progressive reconstruction of thrown tokens.
+class PartialReconstructionMixin:
+    """Furthest sampling and progressive reconstruction for MAE decoders.
 
-    Implementation of `PR-MIM: Delving Deeper into Partial Reconstruction in
-    Masked Image Modeling <https://arxiv.org/abs/2411.15746>`_.
-
-    The decoder transformer runs on the [CLS] token, the visible tokens and
-    only ``num_masked - num_thrown`` masked tokens ("kept"), where
-    ``num_thrown = int(num_patches * throw_ratio)``. With
-    ``sampling='furthest'`` the kept tokens are chosen by farthest-point
-    sampling on the patch grid among the masked cells, seeded by the visible
-    cells, so every thrown cell lies close to a decoded one.
-
-    The thrown tokens are then reconstructed without attention
-    (``thrown_path='progressive'``): they are ordered by their distance to
-    the decoded set and split into ``num_waves`` equal waves. In each wave a
-    thrown token's feature is the inverse-distance-weighted mix of the
-    pre-norm decoder features of its ``k`` nearest already-reconstructed
-    tokens (decoded tokens first, then tokens of earlier waves), plus the
-    mask token and its own position embedding; it then goes through the
-    decoder's final norm and the shared prediction head. The only parameters
-    are those of :class:`MAEPretrainDecoder`. ``thrown_path='none'`` is plain
-    partial reconstruction (thrown tokens get no prediction).
-
-    Args:
-        throw_ratio (float): Fraction of all patches that do not enter the
-            decoder. ``0 <= throw_ratio < 1`` here; the algorithm also checks
-            ``throw_ratio < mask_ratio``. Defaults to 0.5.
-        sampling (str): How the kept masked tokens are chosen,
-            ``'furthest'`` or ``'random'``. Defaults to ``'furthest'``.
-        thrown_path (str): ``'progressive'`` or ``'none'``.
-            Defaults to ``'progressive'``.
-        num_waves (int): Waves of the progressive reconstruction, >= 1.
-            Defaults to 2.
-        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
-            Defaults to 4.
-        **kwargs: The arguments of :class:`MAEPretrainDecoder`
-            (``num_patches`` must be a square number).
+    Shared by every partial decoder (:class:`PRMIMPretrainDecoder` and the
+    MixMIM one): the host decoder provides ``mask_token``,
+    ``decoder_pos_embed`` and ``num_patches``; the mixin validates the
+    PR-MIM arguments and adds :meth:`select_kept` and
+    :meth:`reconstruct_thrown`.
     """
 
     SAMPLINGS = ('furthest', 'random')
     THROWN_PATHS = ('progressive', 'none')
 
-    def __init__(self,
-                 throw_ratio: float = 0.5,
-                 sampling: str = 'furthest',
-                 thrown_path: str = 'progressive',
-                 num_waves: int = 2,
-                 k: int = 4,
-                 num_patches: int = 196,
-                 init_cfg: Optional[Union[List[dict], dict]] = None,
-                 **kwargs) -> None:
+    @classmethod
+    def check_partial_args(cls, throw_ratio: float, sampling: str,
+                           thrown_path: str, num_waves: int, k: int,
+                           num_patches: int) -> None:
+        """Raise ``ValueError`` on a bad PR-MIM argument."""
         is_number = isinstance(
             throw_ratio, (int, float)) and not isinstance(throw_ratio, bool)
         if not is_number or not 0 <= throw_ratio < 1:
             raise ValueError('`throw_ratio` must be a number with '
                              f'0 <= throw_ratio < 1, got {throw_ratio!r}')
-        if sampling not in self.SAMPLINGS:
-            raise ValueError(f'`sampling` must be one of {self.SAMPLINGS}, '
+        if sampling not in cls.SAMPLINGS:
+            raise ValueError(f'`sampling` must be one of {cls.SAMPLINGS}, '
                              f'got {sampling!r}')
-        if thrown_path not in self.THROWN_PATHS:
+        if thrown_path not in cls.THROWN_PATHS:
             raise ValueError('`thrown_path` must be one of '
-                             f'{self.THROWN_PATHS}, got {thrown_path!r}')
+                             f'{cls.THROWN_PATHS}, got {thrown_path!r}')
         for name, value in (('num_waves', num_waves), ('k', k)):
             # bool is an int subclass; reject it explicitly
             valid = isinstance(value, int) and not isinstance(value, bool)
@@ -96,11 +61,11 @@ class PRMIMPretrainDecoder(MAEPretrainDecoder):
         if side * side != num_patches:
             raise ValueError('`num_patches` must be a square number (square '
                              f'patch grid), got {num_patches!r}')
-        check_divisible('decoder_embed_dim',
-                        kwargs.get('decoder_embed_dim', 512),
-                        kwargs.get('decoder_num_heads', 16),
-                        'decoder_num_heads')
-        super().__init__(num_patches=num_patches, init_cfg=init_cfg, **kwargs)
+
+    def init_partial(self, throw_ratio: float, sampling: str, thrown_path: str,
+                     num_waves: int, k: int, num_patches: int) -> None:
+        """Store the PR-MIM arguments (after the host ``__init__``)."""
+        side = math.isqrt(num_patches)
         self.throw_ratio = float(throw_ratio)
         self.sampling = sampling
         self.thrown_path = thrown_path
@@ -112,6 +77,12 @@ class PRMIMPretrainDecoder(MAEPretrainDecoder):
             'grid_sq_dist',
             grid_sq_distances(self.grid_size),
             persistent=False)
+
+    def patch_pos_embed(self) -> torch.Tensor:
+        """``(L, C)`` decoder position embedding of the patch tokens."""
+        pos = self.decoder_pos_embed[0]
+        # MAE's embedding has a leading [CLS] entry, MixMIM's has none
+        return pos[1:] if pos.shape[0] == self.num_patches + 1 else pos
 
     def num_thrown(self, num_patches: Optional[int] = None) -> int:
         """Number of masked tokens that skip the decoder transformer."""
@@ -168,7 +139,7 @@ class PRMIMPretrainDecoder(MAEPretrainDecoder):
         waves = torch.tensor_split(
             thrown_pos.gather(1, order), self.num_waves, dim=1)
 
-        pos_embed = self.decoder_pos_embed[0, 1:].to(feats.dtype)
+        pos_embed = self.patch_pos_embed().to(feats.dtype)
         out = []
         for query in waves:
             if query.shape[1] == 0:
@@ -199,6 +170,67 @@ class PRMIMPretrainDecoder(MAEPretrainDecoder):
             1,
             order.argsort(dim=1)[:, :, None].expand(-1, -1,
                                                     thrown_feats.shape[-1]))
+
+
+@MODELS.register_module()
+class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
+    """Partial MAE decoder with progressive reconstruction of thrown tokens.
+
+    Implementation of `PR-MIM: Delving Deeper into Partial Reconstruction in
+    Masked Image Modeling <https://arxiv.org/abs/2411.15746>`_.
+
+    The decoder transformer runs on the [CLS] token, the visible tokens and
+    only ``num_masked - num_thrown`` masked tokens ("kept"), where
+    ``num_thrown = int(num_patches * throw_ratio)``. With
+    ``sampling='furthest'`` the kept tokens are chosen by farthest-point
+    sampling on the patch grid among the masked cells, seeded by the visible
+    cells, so every thrown cell lies close to a decoded one.
+
+    The thrown tokens are then reconstructed without attention
+    (``thrown_path='progressive'``): they are ordered by their distance to
+    the decoded set and split into ``num_waves`` equal waves. In each wave a
+    thrown token's feature is the inverse-distance-weighted mix of the
+    pre-norm decoder features of its ``k`` nearest already-reconstructed
+    tokens (decoded tokens first, then tokens of earlier waves), plus the
+    mask token and its own position embedding; it then goes through the
+    decoder's final norm and the shared prediction head. The only parameters
+    are those of :class:`MAEPretrainDecoder`. ``thrown_path='none'`` is plain
+    partial reconstruction (thrown tokens get no prediction).
+
+    Args:
+        throw_ratio (float): Fraction of all patches that do not enter the
+            decoder. ``0 <= throw_ratio < 1`` here; the algorithm also checks
+            ``throw_ratio < mask_ratio``. Defaults to 0.5.
+        sampling (str): How the kept masked tokens are chosen,
+            ``'furthest'`` or ``'random'``. Defaults to ``'furthest'``.
+        thrown_path (str): ``'progressive'`` or ``'none'``.
+            Defaults to ``'progressive'``.
+        num_waves (int): Waves of the progressive reconstruction, >= 1.
+            Defaults to 2.
+        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
+            Defaults to 4.
+        **kwargs: The arguments of :class:`MAEPretrainDecoder`
+            (``num_patches`` must be a square number).
+    """
+
+    def __init__(self,
+                 throw_ratio: float = 0.5,
+                 sampling: str = 'furthest',
+                 thrown_path: str = 'progressive',
+                 num_waves: int = 2,
+                 k: int = 4,
+                 num_patches: int = 196,
+                 init_cfg: Optional[Union[List[dict], dict]] = None,
+                 **kwargs) -> None:
+        self.check_partial_args(throw_ratio, sampling, thrown_path, num_waves,
+                                k, num_patches)
+        check_divisible('decoder_embed_dim',
+                        kwargs.get('decoder_embed_dim', 512),
+                        kwargs.get('decoder_num_heads', 16),
+                        'decoder_num_heads')
+        super().__init__(num_patches=num_patches, init_cfg=init_cfg, **kwargs)
+        self.init_partial(throw_ratio, sampling, thrown_path, num_waves, k,
+                          num_patches)
 
     def forward(
         self, x: torch.Tensor, ids_restore: torch.Tensor

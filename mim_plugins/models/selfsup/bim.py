@@ -12,6 +12,8 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ..utils.checks import check_mae_parts
+from .prmim import (check_prmim_parts, is_prmim_head, is_prmim_neck,
+                    prmim_losses)
 
 BlockForward = Callable[..., Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                    torch.Tensor]]
@@ -74,6 +76,12 @@ class BIM(BaseSelfSupervisor):
     graph is alive at a time, which bounds the peak activation memory by the
     largest block (plus its decoder) instead of the whole network.
 
+    A block's decoder may also be a partial one
+    (:class:`PRMIMPretrainDecoder` with a :class:`PRMIMPretrainHead`): it
+    decodes the visible and furthest-sampled kept masked tokens only,
+    reconstructs the thrown ones by its progressive path, and the block loss
+    is the PR-MIM loss (``loss_kept + loss_thrown``).
+
     Args:
         backbone (dict): Config of a :class:`BIMViT`.
         neck (dict | list[dict]): Decoder config shared by every block
@@ -116,9 +124,21 @@ class BIM(BaseSelfSupervisor):
             m if isinstance(m, nn.Module) else MODELS.build(m)
             for m in _per_block_cfgs(head, 'head', num_blocks)
         ])
-        for neck_k, head_k in zip(self.neck, self.head):
-            check_mae_parts(self.backbone, neck_k, head_k)
+        for k, (neck_k, head_k) in enumerate(zip(self.neck, self.head)):
+            if is_prmim_neck(neck_k) or is_prmim_head(head_k):
+                # a PR-MIM decoder needs a PR-MIM head and vice versa
+                check_prmim_parts(
+                    self.backbone,
+                    neck_k,
+                    head_k,
+                    owner='BIM',
+                    where=f' (block {k + 1})')
+            else:
+                check_mae_parts(self.backbone, neck_k, head_k)
         self._block_units: Optional[List[BIMBlockUnit]] = None
+        # detached per-block extras of the last forward (PR-MIM kept/thrown
+        # means), logged next to ``loss_block{k}``
+        self._block_log_vars: Dict[int, Dict[str, torch.Tensor]] = {}
 
     @property
     def num_blocks(self) -> int:
@@ -187,8 +207,20 @@ class BIM(BaseSelfSupervisor):
         if block == 0:
             x, mask, ids_restore = self.backbone.forward_stem(inputs)
         x, latent = self.backbone.forward_block(x, block)
-        pred = self.neck[block](latent, ids_restore)
-        loss = self.head[block].loss(pred, inputs, mask)
+        neck, head = self.neck[block], self.head[block]
+        if is_prmim_neck(neck):
+            # partial decoder: the block loss is the PR-MIM loss
+            parts = prmim_losses(neck, head, latent, ids_restore, inputs)
+            loss = parts['loss_kept']
+            if 'loss_thrown' in parts:
+                loss = loss + parts['loss_thrown']
+            self._block_log_vars[block] = {
+                f'{name}_block{block + 1}': parts[name].detach()
+                for name in ('mse_kept', 'mse_thrown') if name in parts
+            }
+        else:
+            pred = neck(latent, ids_restore)
+            loss = head.loss(pred, inputs, mask)
         # Cut the graph: block k+1 never back-propagates into block k.
         return loss, x.detach(), mask, ids_restore
 
@@ -206,6 +238,8 @@ class BIM(BaseSelfSupervisor):
             loss, x, mask, ids_restore = self.forward_block(
                 k, x, inputs, mask, ids_restore)
             losses[f'loss_block{k + 1}'] = loss
+            # no 'loss' in these names: mmengine sums every '*loss*' key
+            losses.update(self._block_log_vars.pop(k, {}))
         return losses
 
     def train_step(
@@ -233,7 +267,8 @@ class BIM(BaseSelfSupervisor):
 
         Returns:
             dict[str, torch.Tensor]: ``loss`` (sum of the block losses) and
-            ``loss_block{k}`` for logging.
+            ``loss_block{k}`` for logging, plus ``mse_kept_block{k}`` /
+            ``mse_thrown_block{k}`` for blocks with a PR-MIM decoder.
         """
         if isinstance(optim_wrapper, OptimWrapper) and not isinstance(
                 optim_wrapper, OptimWrapperDict):
@@ -259,6 +294,8 @@ class BIM(BaseSelfSupervisor):
             # its gradients before block k+1 runs.
             wrapper.update_params(loss)
             log_vars[f'loss_block{k + 1}'] = loss.detach()
+            log_vars.update(self._block_log_vars.pop(k, {}))
             del loss
-        total = sum(log_vars.values())
+        total = sum(log_vars[f'loss_block{k + 1}']
+                    for k in range(self.num_blocks))
         return OrderedDict(loss=total, **log_vars)

@@ -8,6 +8,7 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ..backbones.mixmim_vit import check_pairing_batch
+from .prmim import is_prmim_head, is_prmim_neck
 
 
 @MODELS.register_module()
@@ -26,6 +27,11 @@ class MixMIMPlus(MixMIM):
     :class:`MixMIMPlusPretrainHead` for the official decoder init and any
     number of channels (``head.in_channels`` defaults to the neck's
     ``in_chans``).
+
+    With a :class:`PRMIMMixMIMPretrainDecoder` neck and a
+    :class:`PRMIMMixMIMPretrainHead` (plain-ViT :class:`MixMIMViT` only),
+    each branch decodes only part of the tokens it reconstructs and the loss
+    is PR-MIM's, returned as ``loss_kept`` / ``loss_thrown``.
 
     Bad configurations raise at build time (mixing ratio out of (0, 1), an
     image size not divisible by the mixing cell, a decoder built for another
@@ -51,7 +57,9 @@ class MixMIMPlus(MixMIM):
                  init_cfg: Optional[dict] = None) -> None:
         head = dict(head)
         if head.get('type') in ('MixMIMPlusPretrainHead',
-                                'mmpretrain.MixMIMPlusPretrainHead'):
+                                'mmpretrain.MixMIMPlusPretrainHead',
+                                'PRMIMMixMIMPretrainHead',
+                                'mmpretrain.PRMIMMixMIMPretrainHead'):
             head.setdefault('in_channels', neck.get('in_chans', 3))
         super().__init__(
             backbone=backbone,
@@ -110,6 +118,50 @@ class MixMIMPlus(MixMIM):
             raise ValueError(f'`neck.encoder_stride`={neck_stride} must be '
                              f'the {stride}-px region one encoder output '
                              'token covers')
+        if is_prmim_neck(neck) or is_prmim_head(self.head):
+            self._check_partial_parts(gh * gw)
+
+    def _check_partial_parts(self, num_tokens: int) -> None:
+        """Checks of the PR-MIM partial decoder (plain-ViT MixMIM only)."""
+        backbone, neck, head = self.backbone, self.neck, self.head
+        if not is_prmim_neck(neck):
+            raise TypeError('a PR-MIM head needs the partial decoder '
+                            "(`neck.type`='PRMIMMixMIMPretrainDecoder'), got "
+                            f'{type(neck).__name__}')
+        if not is_prmim_head(head):
+            raise TypeError('the partial decoder needs a head that '
+                            'supervises thrown tokens '
+                            "(`head.type`='PRMIMMixMIMPretrainHead'), got "
+                            f'{type(head).__name__}')
+        if not hasattr(backbone, 'cell_resolution'):
+            raise TypeError('the PR-MIM partial decoder supports the plain '
+                            "ViT MixMIM only (`backbone.type`='MixMIMViT'), "
+                            f'got {type(backbone).__name__}')
+        mask_ratio = backbone.mask_ratio
+        range_ratio = backbone.range_mask_ratio
+        # each branch reconstructs the cells of the other image: at least
+        # min(mixed, unmixed) cells, whatever the drawn ratio
+        ch, cw = backbone.cell_resolution
+        cells = ch * cw
+        fewest = cells
+        for ratio in (mask_ratio, mask_ratio + range_ratio):
+            mixed = min(max(int(cells * ratio), 1), cells - 1)
+            fewest = min(fewest, mixed, cells - mixed)
+        fewest *= backbone.cell_patches**2
+        num_thrown = neck.num_thrown(num_tokens)
+        if num_thrown >= fewest:
+            raise ValueError(
+                f'`throw_ratio`={neck.throw_ratio} throws {num_thrown} of the '
+                f'{fewest} tokens a branch may reconstruct (mask_ratio='
+                f'{mask_ratio}, range_mask_ratio={range_ratio}): use '
+                'throw_ratio < min(mask_ratio, 1 - mask_ratio - '
+                'range_mask_ratio)')
+        num_decoded = num_tokens - num_thrown
+        if num_thrown > 0 and neck.reconstructs_thrown \
+                and neck.k > num_decoded:
+            raise ValueError(
+                f'`k`={neck.k} exceeds the {num_decoded} decoded tokens a '
+                f'thrown token can mix; use 1 <= k <= {num_decoded}')
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -124,4 +176,13 @@ class MixMIMPlus(MixMIM):
             Dict[str, torch.Tensor]: A dictionary of loss components.
         """
         check_pairing_batch(inputs.shape[0])
-        return super().loss(inputs, data_samples, **kwargs)
+        if not is_prmim_neck(self.neck):
+            return super().loss(inputs, data_samples, **kwargs)
+        latent, mask = self.backbone(inputs)
+        x_rec, kept_mask, thrown_mask = self.neck(latent, mask)
+        if self.neck.num_thrown(latent.shape[1]) == 0:
+            # every token decoded: exactly MixMIM's loss
+            return self.head.loss(x_rec, inputs, mask)
+        return self.head.loss(
+            x_rec, inputs, mask, kept_mask,
+            thrown_mask if self.neck.reconstructs_thrown else None)
