@@ -45,10 +45,12 @@ def test_config_parses_and_builds(path):
     assert cfg.custom_imports.allow_failed_imports is False
     pretrain = not downstream and '/benchmarks/' not in path
     if pretrain:
-        # every pre-training config draws reconstructions and guards losses
+        # every pre-training config draws reconstructions, guards losses
+        # and resumes exactly
         hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
         assert 'ReconstructionVisualizationHook' in hooks
         assert 'NonFiniteLossHook' in hooks
+        assert 'RandomStateHook' in hooks
     if 'model' not in cfg:
         return
     MODELS = registry_of(scope)

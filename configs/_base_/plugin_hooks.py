@@ -4,8 +4,12 @@
 #   backends (work_dir/<timestamp>/vis_data/vis_image) every `interval`
 #   iterations;
 # - NonFiniteLossHook stops at the first NaN/Inf loss (action='skip' skips
-#   such steps instead).
+#   such steps instead);
+# - RandomStateHook stores the torch/numpy/Python random states in every
+#   checkpoint and restores them on resume, so a resumed run continues
+#   exactly as an uninterrupted one.
 custom_hooks = [
     dict(type='ReconstructionVisualizationHook', interval=500, num_images=8),
     dict(type='NonFiniteLossHook', action='stop'),
+    dict(type='RandomStateHook'),
 ]

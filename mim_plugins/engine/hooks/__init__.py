@@ -1,8 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .feature_eval_hook import FeatureEvalHook
 from .nonfinite_loss_hook import NonFiniteLossHook
+from .random_state_hook import RandomStateHook
 from .reconstruction_hook import ReconstructionVisualizationHook
 
 __all__ = [
-    'FeatureEvalHook', 'NonFiniteLossHook', 'ReconstructionVisualizationHook'
+    'FeatureEvalHook', 'NonFiniteLossHook', 'RandomStateHook',
+    'ReconstructionVisualizationHook'
 ]

@@ -1,0 +1,220 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import io
+import random
+from types import SimpleNamespace
+from unittest.mock import MagicMock
+
+import numpy as np
+import pytest
+import torch
+from mmengine.hooks import CheckpointHook
+from mmpretrain.registry import HOOKS
+
+import mim_plugins.engine.hooks.random_state_hook as rsh
+from mim_plugins.engine.hooks import RandomStateHook
+
+
+def draw() -> tuple:
+    """One number from each generator the hook covers."""
+    return (torch.rand(3), np.random.rand(3), random.random())
+
+
+def same_draws(a: tuple, b: tuple) -> bool:
+    return (torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+            and a[2] == b[2])
+
+
+def make_runner(resume: bool = True, train_loop=None) -> SimpleNamespace:
+    return SimpleNamespace(
+        _resume=resume,
+        logger=MagicMock(),
+        hooks=[],
+        train_loop=train_loop or SimpleNamespace(iter=0))
+
+
+def saved_checkpoint(hook: RandomStateHook, runner) -> dict:
+    """A checkpoint written by the hook, through a torch.save round trip."""
+    checkpoint = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    # the states are tensors and plain values: weights_only loading works
+    return torch.load(buffer, weights_only=True)
+
+
+def test_registered():
+    assert HOOKS.get('RandomStateHook') is RandomStateHook
+
+
+def test_state_round_trip():
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    np.random.randn()  # numpy caches a second gaussian: saved too
+    state = rsh.get_random_state()
+    expected = draw() + (np.random.randn(), )
+    draw()
+    rsh.set_random_state(state)
+    got = draw() + (np.random.randn(), )
+    assert same_draws(got, expected)
+    assert got[3] == expected[3]
+
+
+def test_restores_on_resume_at_epoch_start():
+    hook, runner = RandomStateHook(), make_runner()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    checkpoint = saved_checkpoint(hook, runner)
+    assert len(checkpoint['random_states']) == 1
+    expected = draw()
+
+    torch.manual_seed(0)  # what the runner's re-seeding does
+    np.random.seed(0)
+    random.seed(0)
+    hook.after_load_checkpoint(runner, checkpoint)
+    draw()  # e.g. building and loading draw numbers before training
+    hook.before_train_epoch(runner)
+    assert same_draws(draw(), expected)
+    # restored once only
+    draw()
+    hook.before_train_epoch(runner)
+    assert not same_draws(draw(), expected)
+
+
+def test_load_from_without_resume_restores_nothing():
+    hook = RandomStateHook()
+    checkpoint = saved_checkpoint(hook, make_runner())
+    saved = draw()
+    runner = make_runner(resume=False)
+    hook.after_load_checkpoint(runner, checkpoint)
+    hook.before_train_epoch(runner)
+    assert not same_draws(draw(), saved)
+    assert hook._pending is None
+
+
+def test_restore_false_and_missing_states():
+    runner = make_runner()
+    hook = RandomStateHook(restore=False)
+    hook.after_load_checkpoint(runner, saved_checkpoint(hook, runner))
+    assert hook._pending is None
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(runner, {'meta': {}})
+    assert hook._pending is None
+    runner.logger.warning.assert_called_once()
+
+
+class FakeIterLoop:
+    """``IterBasedTrainLoop``'s resume: skip ``iter`` batches, then fetch.
+
+    Every fetched batch draws random numbers (as data transforms do).
+    """
+
+    def __init__(self, iter: int) -> None:
+        self.iter = iter
+        self.dataloader_iterator = iter_draws()
+
+    def resume_and_fetch(self):
+        for _ in range(self.iter):
+            next(self.dataloader_iterator)
+        return next(self.dataloader_iterator)
+
+
+def iter_draws():
+    while True:
+        yield draw()
+
+
+def test_iter_based_restores_after_skip():
+    hook = RandomStateHook()
+    checkpoint = saved_checkpoint(hook, make_runner())
+    expected = draw()  # the batch after the checkpoint
+    loop = FakeIterLoop(iter=5)
+    original = loop.dataloader_iterator
+    runner = make_runner(train_loop=loop)
+    hook.after_load_checkpoint(runner, checkpoint)
+    hook.before_train_epoch(runner)
+    assert same_draws(loop.resume_and_fetch(), expected)
+    # the loop has its own iterator back after the restore
+    assert loop.dataloader_iterator is original
+
+
+def test_world_size_mismatch_restores_nothing(monkeypatch):
+    hook, runner = RandomStateHook(), make_runner()
+    checkpoint = saved_checkpoint(hook, runner)
+    monkeypatch.setattr(rsh, 'get_world_size', lambda: 2)
+    hook.after_load_checkpoint(runner, checkpoint)
+    assert hook._pending is None
+    assert 'not restored' in runner.logger.warning.call_args[0][0]
+
+
+def test_multi_process_gathers_per_rank(monkeypatch):
+    """Under DDP every rank's states go into the checkpoint; each rank
+    restores its own."""
+    world = 2
+    torch.manual_seed(10)
+    np.random.seed(10)
+    random.seed(10)
+    rank0 = rsh.get_random_state()
+    rank0_draw = draw()
+    torch.manual_seed(11)
+    np.random.seed(11)
+    random.seed(11)
+    rank1 = rsh.get_random_state()
+    rank1_draw = draw()
+
+    gathered = []
+    monkeypatch.setattr(rsh, 'get_world_size', lambda: world)
+    monkeypatch.setattr(rsh, 'all_gather_object',
+                        lambda obj: gathered.append(obj) or [rank0, rank1])
+
+    ckpt_hook = CheckpointHook(interval=3, by_epoch=False)
+    runner = make_runner()
+    runner.hooks = [ckpt_hook]
+    runner.iter, runner.max_iters = 1, 100
+    hook = RandomStateHook()
+    # iteration 2: no checkpoint follows, no collective
+    hook.after_train_iter(runner, 1)
+    assert not gathered
+    # iteration 3: CheckpointHook saves next, the states are gathered
+    runner.iter = 2
+    hook.after_train_iter(runner, 2)
+    assert len(gathered) == 1
+    hook.after_train_epoch(runner)  # by_epoch=False: nothing more
+    assert len(gathered) == 1
+
+    checkpoint = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    assert len(checkpoint['random_states']) == world
+
+    for rank, expected in ((0, rank0_draw), (1, rank1_draw)):
+        monkeypatch.setattr(rsh, 'get_rank', lambda: rank)
+        torch.manual_seed(0)
+        resumed = RandomStateHook()
+        resumed.after_load_checkpoint(make_runner(), checkpoint)
+        resumed.before_train_epoch(make_runner())
+        assert same_draws(draw(), expected), rank
+
+
+@pytest.mark.parametrize('by_epoch', [True, False])
+def test_multi_process_save_last(monkeypatch, by_epoch):
+    """The last checkpoint (``save_last``) also carries every rank."""
+    calls = []
+    monkeypatch.setattr(rsh, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(rsh, 'all_gather_object',
+                        lambda obj: calls.append(obj) or [obj, obj])
+    runner = make_runner()
+    runner.hooks = [CheckpointHook(interval=100, by_epoch=by_epoch)]
+    runner.iter, runner.max_iters = 4, 5
+    runner.epoch, runner.max_epochs = 1, 2
+    hook = RandomStateHook()
+    if by_epoch:
+        hook.after_train_iter(runner, 0)
+        assert not calls
+        hook.after_train_epoch(runner)
+    else:
+        hook.after_train_epoch(runner)
+        assert not calls
+        hook.after_train_iter(runner, 0)
+    assert len(calls) == 1
