@@ -45,9 +45,12 @@ def reconstruct(model: nn.Module,
         if cls.__name__ in _RECONSTRUCTORS:
             was_training = model.training
             model.eval()
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.no_grad():
+            # A private RNG: the training run's mask stream (and so exact
+            # resume) must not depend on when pictures are drawn.
+            with torch.random.fork_rng(enabled=seed is not None), \
+                    torch.no_grad():
+                if seed is not None:
+                    torch.manual_seed(seed)
                 panels = _RECONSTRUCTORS[cls.__name__](model, inputs)
             model.train(was_training)
             return panels
@@ -140,11 +143,11 @@ def mae_reconstruct(model: nn.Module,
                     inputs: torch.Tensor,
                     seed: Optional[int] = 0) -> Dict[str, torch.Tensor]:
     """:func:`mae_panels` in eval mode with a seeded mask."""
-    if seed is not None:
-        torch.manual_seed(seed)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    with torch.random.fork_rng(enabled=seed is not None), torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(seed)
         panels = mae_panels(model, inputs)
     model.train(was_training)
     return panels

@@ -58,3 +58,18 @@ def test_composite_keeps_visible_patches(tmp_path):
         w, h = img.size
     # 3 columns x 4 rows of 1.3 x 1.4 inch cells at 120 dpi
     assert (w, h) == (round(3 * 1.3 * 120), round(4 * 1.4 * 120))
+
+
+def test_pictures_leave_the_training_rng_alone():
+    """Drawing a picture (seeded mask) must not reset the global stream the
+    training masks come from."""
+    from mim_plugins.visualization import reconstruct
+    model = tiny_mae()
+    inputs = torch.randn(2, 1, 16, 16)
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    a = mae_reconstruct(model, inputs, seed=0)
+    b = reconstruct(model, inputs, seed=0)
+    assert torch.equal(torch.rand(4), expected)
+    assert torch.equal(a['mask'], b['mask'])  # still seeded
