@@ -133,8 +133,7 @@ def bim_panels(model: nn.Module,
             panels['masked'] = head.unpatchify(target * (1 - m))
         pred = predicted_patches(head, model.neck[k](latent, ids_restore),
                                  target)
-        panels[f'block{k + 1}'] = head.unpatchify(target * (1 - m) +
-                                                  pred * m)
+        panels[f'block{k + 1}'] = head.unpatchify(target * (1 - m) + pred * m)
     panels['mask'] = mask
     return panels
 
