@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from conftest import REPO_ROOT, TINY_ARCH, subprocess_env, tiny_backbone
 
 import mim_plugins  # noqa: F401  (registers the plugin backbones)
+from mim_plugins.utils.checkpoint import vit_state_dict
 
 TOOLS = osp.join(REPO_ROOT, 'tools', 'model_converters')
 
@@ -86,7 +87,7 @@ def test_mmseg_mae_same_features(tmp_path, final_norm, layer_scale):
         final_norm=final_norm,
         out_indices=[1, 3],
         layer_scale_init_value=layer_scale)
-    state, skipped = to_mmseg_mae.vit_state_dict(pretrain_checkpoint(vit))
+    state, skipped = vit_state_dict(pretrain_checkpoint(vit))
     assert skipped == []
     assert not any(k.startswith(('neck.', 'head.')) for k in state)
     out = to_mmseg_mae.convert_to_mmseg_mae(state)
@@ -132,7 +133,7 @@ def test_mmseg_mae_plugin_backbone_extras():
     from mmpretrain.registry import MODELS
     backbone = randomize_(
         MODELS.build(tiny_backbone('LocalMIMViT', out_indices=[1, 3])))
-    state, skipped = to_mmseg_mae.vit_state_dict(pretrain_checkpoint(backbone))
+    state, skipped = vit_state_dict(pretrain_checkpoint(backbone))
     # the tap norms are LocalMIM's, not the ViT's
     assert skipped and all(k.startswith('tap_norms.') for k in skipped)
     out = to_mmseg_mae.convert_to_mmseg_mae(state, keep_final_norm=False)
@@ -141,13 +142,13 @@ def test_mmseg_mae_plugin_backbone_extras():
     assert set(out) - set(target) == set()
     assert out['patch_embed.projection.weight'].shape[1] == 1
     # an extracted backbone (no prefix) converts the same
-    bare, _ = to_mmseg_mae.vit_state_dict(backbone.state_dict())
+    bare, _ = vit_state_dict(backbone.state_dict())
     assert bare.keys() == state.keys()
 
     with pytest.raises(KeyError, match='not a ViT'):
-        to_mmseg_mae.vit_state_dict({'backbone.foo': torch.zeros(1)})
+        vit_state_dict({'backbone.foo': torch.zeros(1)})
     with pytest.raises(ValueError, match='pre-norm'):
-        to_mmseg_mae.vit_state_dict(
+        vit_state_dict(
             pretrain_checkpoint(mmpretrain_vit(pre_norm=True)))
 
 
@@ -267,7 +268,7 @@ def vitdet_layout_keys(depth: int) -> set:
 @pytest.mark.parametrize('layer_scale', [0., .5])
 def test_vitdet_same_features(layer_scale):
     vit = mmpretrain_vit(final_norm=False, layer_scale_init_value=layer_scale)
-    state, _ = to_vitdet.vit_state_dict(pretrain_checkpoint(vit))
+    state, _ = vit_state_dict(pretrain_checkpoint(vit))
     out = to_vitdet.convert_to_vitdet(state)
     assert set(out) == vitdet_layout_keys(DEPTH)
     assert 'cls_token' not in out and 'ln1.weight' not in out
@@ -291,7 +292,7 @@ def test_vitdet_same_features(layer_scale):
 
 def test_vitdet_missing_qkv_bias():
     vit = mmpretrain_vit(final_norm=False, qkv_bias=False)
-    state, _ = to_vitdet.vit_state_dict(pretrain_checkpoint(vit))
+    state, _ = vit_state_dict(pretrain_checkpoint(vit))
     out = to_vitdet.convert_to_vitdet(state)
     assert torch.equal(out['blocks.1.attn.qkv.bias'], torch.zeros(3 * DIMS))
     ref = RefViTDetViT().eval()

@@ -39,22 +39,13 @@ Example:
 import argparse
 import os
 import os.path as osp
-import re
 from collections import OrderedDict
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 
 from mim_plugins.utils.checkpoint import (load_trusted, plain_meta,
-                                          save_tensors_only)
-
-# the plain-ViT part of mmpretrain's VisionTransformer state dict
-_VIT_KEY = re.compile(
-    r'^(cls_token|pos_embed|patch_embed\.projection\.(weight|bias)'
-    r'|ln1\.(weight|bias)'
-    r'|layers\.\d+\.(ln1|ln2|attn\.qkv|attn\.proj|ffn\.layers\.0\.0'
-    r'|ffn\.layers\.1)\.(weight|bias)'
-    r'|layers\.\d+\.(attn\.gamma1|ffn\.gamma2)\.weight)$')
+                                          save_tensors_only, vit_state_dict)
 
 # mmpretrain TransformerEncoderLayer names -> ViTDet Block names
 _BLOCK = [
@@ -65,36 +56,6 @@ _BLOCK = [
     ('ffn.layers.0.0.', 'mlp.fc1.'),
     ('ffn.layers.1.', 'mlp.fc2.'),
 ]
-
-
-def vit_state_dict(checkpoint: dict,
-                   prefix: str = 'backbone.') -> Tuple[Dict, list]:
-    """The plain-ViT tensors of a checkpoint, without the prefix.
-
-    Args:
-        checkpoint (dict): A checkpoint (``state_dict`` inside or at the top
-            level), with ``prefix`` or already stripped.
-        prefix (str): Key prefix of the backbone. Defaults to 'backbone.'.
-
-    Returns:
-        tuple: ``(state, skipped)``, the ViT tensors keyed as in
-        mmpretrain's ``VisionTransformer`` and the backbone keys left out.
-    """
-    state = checkpoint.get('state_dict', checkpoint)
-    if any(k.startswith(prefix) for k in state):
-        state = {
-            k[len(prefix):]: v
-            for k, v in state.items() if k.startswith(prefix)
-        }
-    if 'patch_embed.projection.weight' not in state:
-        raise KeyError('not a ViT checkpoint: no patch_embed.projection.'
-                       f'weight (keys look like {list(state)[:3]})')
-    if any(k.startswith('pre_norm.') for k in state):
-        raise ValueError('ViTs with a pre-norm (pre_norm=True) have no '
-                         'counterpart in the ViTDet layout')
-    vit = OrderedDict((k, v) for k, v in state.items() if _VIT_KEY.match(k))
-    skipped = [k for k in state if k not in vit]
-    return vit, skipped
 
 
 def convert_to_vitdet(state: Dict) -> OrderedDict:
