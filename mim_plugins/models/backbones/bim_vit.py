@@ -10,7 +10,7 @@ from mmpretrain.models.backbones.vision_transformer import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils.checks import check_img_size, check_range
+from ..utils.checks import check_masked_vit_kwargs
 
 
 def check_block_boundaries(block_boundaries: Sequence[int],
@@ -83,16 +83,7 @@ class BIMViT(MAEViT):
         if not kwargs.get('final_norm', True):
             raise ValueError('BIMViT needs final_norm=True: the last block '
                              'norm is the final norm `ln1`.')
-        # MAEViT accepts any ratio; 0 or 1 leaves nothing to reconstruct
-        check_range(
-            'mask_ratio',
-            kwargs.get('mask_ratio', 0.75),
-            0,
-            1,
-            low_open=True,
-            high_open=True)
-        check_img_size(
-            kwargs.get('img_size', 224), kwargs.get('patch_size', 16))
+        check_masked_vit_kwargs(kwargs)
         super().__init__(norm_cfg=norm_cfg, **kwargs)
         self.block_boundaries = check_block_boundaries(block_boundaries,
                                                        self.num_layers)

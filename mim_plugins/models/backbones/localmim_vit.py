@@ -7,7 +7,7 @@ from mmengine.model import ModuleList
 from mmpretrain.models import MAEViT
 from mmpretrain.registry import MODELS
 
-from ..utils.checks import check_img_size, check_range
+from ..utils.checks import check_masked_vit_kwargs
 
 
 def check_tap_indices(out_indices: Sequence[int],
@@ -78,16 +78,7 @@ class LocalMIMViT(MAEViT):
         if final_norm:
             raise ValueError('LocalMIMViT needs `final_norm`=False: every '
                              'tap has its own norm (`tap_norms`)')
-        # MAEViT accepts any ratio; 0 or 1 leaves nothing to reconstruct
-        check_range(
-            'mask_ratio',
-            kwargs.get('mask_ratio', 0.75),
-            0,
-            1,
-            low_open=True,
-            high_open=True)
-        check_img_size(
-            kwargs.get('img_size', 224), kwargs.get('patch_size', 16))
+        check_masked_vit_kwargs(kwargs)
         # Build with the last layer as output first; taps checked below.
         super().__init__(
             arch=arch,

@@ -106,6 +106,25 @@ def check_img_size(img_size: Union[int, Sequence[int]],
     return tuple(size)
 
 
+def check_masked_vit_kwargs(kwargs: dict) -> None:
+    """Check the ``MAEViT`` arguments a masked-ViT subclass passes on.
+
+    ``MAEViT`` accepts any ``mask_ratio`` (0 or 1 leaves nothing to
+    reconstruct) and any ``img_size``/``patch_size`` pair.
+
+    Args:
+        kwargs (dict): The keyword arguments given to ``MAEViT``.
+    """
+    check_range(
+        'mask_ratio',
+        kwargs.get('mask_ratio', 0.75),
+        0,
+        1,
+        low_open=True,
+        high_open=True)
+    check_img_size(kwargs.get('img_size', 224), kwargs.get('patch_size', 16))
+
+
 def check_mae_parts(backbone, neck, head) -> None:
     """Check that a masked ViT, an MAE-style decoder and head fit together.
 
