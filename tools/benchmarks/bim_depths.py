@@ -62,7 +62,10 @@ def build_model(config: str, checkpoint: Optional[str],
     if data_root:
         for split in ('train', 'test'):
             cfg.feature_eval_data[split].data_prefix = data_root
-    model = MODELS.build(cfg.model)
+    model_cfg = cfg.model.copy()
+    # as the Runner does: the top-level pre-processor (mean/std) goes in
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     else:
