@@ -147,6 +147,34 @@ def test_amp_per_block_on_cpu():
     assert torch.isfinite(log_vars['loss'])
 
 
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs CUDA (GradScaler per block)')
+def test_amp_per_block_on_cuda():
+    """On CUDA every block has its own mmengine AmpOptimWrapper and loss
+    scaler; resume restores every block's scaler."""
+    model = build_bim().cuda()
+    optim = build_optim(model, type='AmpOptimWrapper', loss_scale='dynamic')
+    wrappers = list(optim.values())
+    assert all(type(w).__name__ == 'AmpOptimWrapper' for w in wrappers)
+    assert len({id(w.loss_scaler) for w in wrappers}) == 3
+    data = batch()
+    data['inputs'] = data['inputs'].cuda()
+    for _ in range(2):
+        log_vars = model.train_step(data, optim)
+    assert torch.isfinite(log_vars['loss'])
+    state = optim.state_dict()
+    for k in range(3):
+        assert 'loss_scaler' in state[f'block{k + 1}']
+    # a different scale in each block, restored block by block
+    for k, w in enumerate(wrappers):
+        w.loss_scaler.update(new_scale=2.0**(k + 3))
+    state = copy.deepcopy(optim.state_dict())
+    resumed = build_optim(model, type='AmpOptimWrapper', loss_scale='dynamic')
+    resumed.load_state_dict(state)
+    assert [w.loss_scaler.get_scale()
+            for w in resumed.values()] == [8.0, 16.0, 32.0]
+
+
 def test_lr_logging_and_type():
     model = build_bim()
     optim = build_optim(model, MAE_KEYS)
