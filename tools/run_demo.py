@@ -11,7 +11,7 @@ Steps (``make demo`` runs them with the defaults):
    masked inputs and their reconstructions into the work directory.
 
 Example:
-    python tools/run_demo.py  # flagship config, 3 epochs of 20k images
+    python tools/run_demo.py  # MAE baseline config, 3 epochs of 20k images
     python tools/run_demo.py CONFIG --epochs 10 --train-samples 0
 """
 import argparse
