@@ -83,3 +83,17 @@ def test_quick_table_with_finetune_and_linear_configs(fmnist_root, tmp_path):
         logs = list(work.glob('*/*.log'))
         assert len(logs) == 1
         assert f'load backbone. in model from: {ckpt}' in logs[0].read_text()
+
+
+def test_eval_epochs_with_and_without_random_init():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'fashion_mnist_tool',
+        f'{REPO_ROOT}/tools/benchmarks/fashion_mnist.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.eval_epochs(10, 4) == [0, 2, 4, 6, 8, 10]
+    assert tool.eval_epochs(2, 2) == [0, 1, 2]
+    # --no-init-eval drops only the random-init point
+    assert tool.eval_epochs(2, 2, init=False) == [1, 2]
+    assert tool.eval_epochs(2, 1, init=False) == [2]

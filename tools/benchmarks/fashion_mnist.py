@@ -65,6 +65,11 @@ def parse_args() -> argparse.Namespace:
         default=4,
         help='evaluate every epochs/N epochs (plus at random init)')
     parser.add_argument(
+        '--no-init-eval',
+        action='store_true',
+        help='skip the evaluation at random initialisation (saves one '
+        'feature evaluation per run; no "random init" row)')
+    parser.add_argument(
         '--train-samples',
         type=int,
         default=0,
@@ -181,9 +186,10 @@ def run_transfer(config: str, checkpoint: str, seed: int,
     return hook.metrics['accuracy/top1']
 
 
-def eval_epochs(epochs: int, points: int) -> List[int]:
+def eval_epochs(epochs: int, points: int, init: bool = True) -> List[int]:
     step = max(1, epochs // max(1, points))
-    return sorted({0, epochs, *range(step, epochs + 1, step)})
+    return sorted({epochs, *range(step, epochs + 1, step)}
+                  | ({0} if init else set()))
 
 
 def run_one(config: str, seed: int, args: argparse.Namespace) -> Dict:
@@ -208,7 +214,7 @@ def run_one(config: str, seed: int, args: argparse.Namespace) -> Dict:
     cfg.launcher = 'none'
     runner = Runner.from_cfg(cfg)
     hook = FeatureEvalHook(
-        eval_epochs(args.epochs, args.eval_points),
+        eval_epochs(args.epochs, args.eval_points, not args.no_init_eval),
         train_samples=args.eval_train_samples,
         test_samples=args.eval_test_samples,
         probe_epochs=args.probe_epochs)
@@ -343,16 +349,17 @@ def main() -> None:
                 runs=runs))
     if not rows:
         raise SystemExit('no method had a Fashion-MNIST config')
-    rows.append(
-        dict(
-            method='random init',
-            epochs=0,
-            batch=None,
-            peak_bytes=None,
-            pretrain_seconds=dict(mean=0.0, std=0.0),
-            knn_top1=summarize([f['knn_top1'] for f in floor]),
-            linear_top1=summarize([f['linear_top1'] for f in floor]),
-            runs=[]))
+    if floor:
+        rows.append(
+            dict(
+                method='random init',
+                epochs=0,
+                batch=None,
+                peak_bytes=None,
+                pretrain_seconds=dict(mean=0.0, std=0.0),
+                knn_top1=summarize([f['knn_top1'] for f in floor]),
+                linear_top1=summarize([f['linear_top1'] for f in floor]),
+                runs=[]))
     meta = dict(
         epochs=args.epochs,
         seeds=args.seeds,
