@@ -73,3 +73,34 @@ def test_efficiency_report(tmp_path):
     assert osp.isfile(out / 'efficiency.md') and osp.isfile(
         out / 'efficiency.png')
     assert 'FLOPs ratio' in proc.stdout
+
+
+def test_math_attention_keeps_attention_maps(tmp_path):
+    """``--attention math`` stores every attention map: more memory; fewer
+    FLOPs (the fused backward recomputes the attention scores)."""
+    import importlib.util
+
+    import mim_plugins  # noqa: F401
+    from mim_plugins.utils.efficiency import measure_config
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_efficiency_tool',
+        f'{REPO_ROOT}/tools/analysis_tools/benchmark_efficiency.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = tmp_path / 'mae_tiny.py'
+    cfg.write_text(TINY_MAE.format(root=REPO_ROOT, ratio=0.25))
+    records = {}
+    for name in ('default', 'math'):
+        with tool.attention_backend(name):
+            records[name] = measure_config(
+                str(cfg), batch_size=2, mem_batch=4, iters=1)
+    default, math = records['default'], records['math']
+    assert 0.9 * default['flops_per_image'] < math['flops_per_image'] < \
+        default['flops_per_image']
+    # the unfused kernel keeps 2 heads x 13 x 13 probabilities per encoder
+    # layer (2 layers) and 2 x 17 x 17 in the decoder layer, per image (4);
+    # at the peak (in backward) part of them is already freed
+    maps = 4 * (2 * 13 * 13 * 2 + 2 * 17 * 17) * 4
+    extra = math['peak_bytes_at_mem_batch'] - default[
+        'peak_bytes_at_mem_batch']
+    assert extra > 0.5 * maps
