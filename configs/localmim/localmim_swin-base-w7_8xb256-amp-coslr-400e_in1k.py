@@ -5,8 +5,9 @@
 # on 32-px cells at ratio 0.75 (37 of 49 cells, the official count); taps
 # after every stage's patch merging (28x28, 14x14, 7x7, 7x7); HOG with 18
 # bins and the frozen random Sobel bias on 8 / 16 / 32 / 32-px cells.
-# The encoder runs attention-masked dense windows, not GreenMIM's
-# visible-token window grouping (see README.md for the extra cost).
+# The encoder computes visible tokens only (`encoder_mode='visible'`, see
+# README.md); official checkpoints load after
+# tools/model_converters/localmim_to_mmpretrain.py.
 _base_ = [
     'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
     '../_base_/plugin_hooks.py',
@@ -24,7 +25,13 @@ model = dict(
         drop_path_rate=0.0,  # not given in the reference notes
         mask_ratio=0.75,
         mask_patch_size=32,
-        out_indices=[0, 1, 2, 3]),
+        out_indices=[0, 1, 2, 3],
+        # the official model's LayerNorms all use eps 1e-6
+        norm_cfg=dict(type='LN', eps=1e-6),
+        patch_cfg=dict(norm_cfg=dict(type='LN', eps=1e-6)),
+        stage_cfgs=dict(
+            block_cfgs=dict(norm_cfg=dict(type='LN', eps=1e-6)),
+            downsample_cfg=dict(norm_cfg=dict(type='LN', eps=1e-6)))),
     neck=dict(
         type='LocalMIMSwinNeck',
         in_channels=[256, 512, 1024, 1024],
