@@ -3,8 +3,8 @@
 # 300e schedule) with a partial decoder in each branch. A branch
 # reconstructs the 96 or 100 tokens taken by the other image (24 or 25 of
 # the 7x7 cells); throw_ratio 0.25 throws 49 of them (about half), so each
-# branch's decoder sees 147 of the 196 tokens. Only the plain-ViT MixMIM is
-# supported (the hierarchical decoder decodes whole 32-px cells).
+# branch's decoder sees 147 of the 196 tokens. The hierarchical MixMIM-B
+# twin is mixmim-prmim_mixmim-base_16xb128-coslr-300e_in1k.py.
 _base_ = ['../mixmim/mixmim_vit-base-p16_16xb128-coslr-300e_in1k.py']
 
 model = dict(

@@ -28,9 +28,12 @@ class PRMIMMixMIMPretrainDecoder(PartialReconstructionMixin,
     decode ``num_patches - num_thrown`` tokens, so they still share one
     batch. The mixing mask is shared by the batch, so the selection is too.
 
-    Only the plain-ViT MixMIM (:class:`MixMIMViT`, one decoded token per
-    patch) is supported: the hierarchical encoder's decoder works on the
-    7x7 grid of 32-px cells, where every token is a whole mixing cell.
+    Works with both MixMIM encoders: the plain-ViT :class:`MixMIMViT` (one
+    decoded token per patch) and the hierarchical
+    ``MixMIMPretrainTransformer``, whose decoder works on the grid of 32-px
+    cells (7x7 for MixMIM-B at 224 px), every token a whole mixing cell.
+    The grid side is the square root of ``num_patches``; :class:`MixMIMPlus`
+    checks it against the encoder.
 
     Args:
         throw_ratio (float): Fraction of all tokens each branch keeps out of

@@ -29,9 +29,12 @@ class MixMIMPlus(MixMIM):
     ``in_chans``).
 
     With a :class:`PRMIMMixMIMPretrainDecoder` neck and a
-    :class:`PRMIMMixMIMPretrainHead` (plain-ViT :class:`MixMIMViT` only),
-    each branch decodes only part of the tokens it reconstructs and the loss
-    is PR-MIM's, returned as ``loss_kept`` / ``loss_thrown``.
+    :class:`PRMIMMixMIMPretrainHead` (either backbone), each branch decodes
+    only part of the tokens it reconstructs and the loss is PR-MIM's,
+    returned as ``loss_kept`` / ``loss_thrown``. ``throw_ratio`` is checked
+    against the fewest tokens a branch may reconstruct under the backbone's
+    masking rule (one decoder token per 32-px cell for the hierarchical
+    one, so 24 of the 7x7 tokens for MixMIM-B at ``mask_ratio=0.5``).
 
     Bad configurations raise at build time (mixing ratio out of (0, 1), an
     image size not divisible by the mixing cell, a decoder built for another
@@ -122,7 +125,12 @@ class MixMIMPlus(MixMIM):
             self._check_partial_parts(gh * gw)
 
     def _check_partial_parts(self, num_tokens: int) -> None:
-        """Checks of the PR-MIM partial decoder (plain-ViT MixMIM only)."""
+        """Checks of the PR-MIM partial decoder.
+
+        Args:
+            num_tokens (int): Tokens the decoder sees per branch (the
+                ``gh x gw`` grid of :meth:`_decoder_grid`).
+        """
         backbone, neck, head = self.backbone, self.neck, self.head
         if not is_prmim_neck(neck):
             raise TypeError('a PR-MIM head needs the partial decoder '
@@ -133,35 +141,65 @@ class MixMIMPlus(MixMIM):
                             'supervises thrown tokens '
                             "(`head.type`='PRMIMMixMIMPretrainHead'), got "
                             f'{type(head).__name__}')
-        if not hasattr(backbone, 'cell_resolution'):
-            raise TypeError('the PR-MIM partial decoder supports the plain '
-                            "ViT MixMIM only (`backbone.type`='MixMIMViT'), "
-                            f'got {type(backbone).__name__}')
         mask_ratio = backbone.mask_ratio
         range_ratio = backbone.range_mask_ratio
-        # each branch reconstructs the cells of the other image: at least
-        # min(mixed, unmixed) cells, whatever the drawn ratio
-        ch, cw = backbone.cell_resolution
-        cells = ch * cw
-        fewest = cells
-        for ratio in (mask_ratio, mask_ratio + range_ratio):
-            mixed = min(max(int(cells * ratio), 1), cells - 1)
-            fewest = min(fewest, mixed, cells - mixed)
-        fewest *= backbone.cell_patches**2
         num_thrown = neck.num_thrown(num_tokens)
-        if num_thrown >= fewest:
-            raise ValueError(
-                f'`throw_ratio`={neck.throw_ratio} throws {num_thrown} of the '
-                f'{fewest} tokens a branch may reconstruct (mask_ratio='
-                f'{mask_ratio}, range_mask_ratio={range_ratio}): use '
-                'throw_ratio < min(mask_ratio, 1 - mask_ratio - '
-                'range_mask_ratio)')
+        if hasattr(backbone, 'cell_resolution'):  # MixMIMViT
+            # each branch reconstructs the cells of the other image: at
+            # least min(mixed, unmixed) cells, whatever the drawn ratio
+            ch, cw = backbone.cell_resolution
+            cells = ch * cw
+            fewest = cells
+            for ratio in (mask_ratio, mask_ratio + range_ratio):
+                mixed = min(max(int(cells * ratio), 1), cells - 1)
+                fewest = min(fewest, mixed, cells - mixed)
+            fewest *= backbone.cell_patches**2
+            if num_thrown >= fewest:
+                raise ValueError(
+                    f'`throw_ratio`={neck.throw_ratio} throws {num_thrown} '
+                    f'of the {fewest} tokens a branch may reconstruct '
+                    f'(mask_ratio={mask_ratio}, range_mask_ratio='
+                    f'{range_ratio}): use throw_ratio < min(mask_ratio, 1 - '
+                    'mask_ratio - range_mask_ratio)')
+        else:
+            self._check_hierarchical_throw(num_tokens, num_thrown)
         num_decoded = num_tokens - num_thrown
         if num_thrown > 0 and neck.reconstructs_thrown \
                 and neck.k > num_decoded:
             raise ValueError(
                 f'`k`={neck.k} exceeds the {num_decoded} decoded tokens a '
                 f'thrown token can mix; use 1 <= k <= {num_decoded}')
+
+    def _check_hierarchical_throw(self, num_tokens: int,
+                                  num_thrown: int) -> None:
+        """Bound ``throw_ratio`` by the hierarchical backbone's mixing rule.
+
+        ``MixMIMPretrainTransformer.random_masking`` mixes
+        ``int(L * (mask_ratio + U(0, range_mask_ratio)))`` of the ``L``
+        decoder tokens (one per mixing cell, no clamping), so a branch
+        reconstructs at least ``min(int(L * mask_ratio), L - int(L *
+        (mask_ratio + range_mask_ratio)))`` tokens.
+        """
+        backbone, neck = self.backbone, self.neck
+        mask_ratio = backbone.mask_ratio
+        range_ratio = backbone.range_mask_ratio
+        least_mixed = int(num_tokens * mask_ratio)
+        most_mixed = int(num_tokens * (mask_ratio + range_ratio))
+        if least_mixed < 1:
+            # branch 1 would reconstruct nothing: the decoder gets no
+            # token to reconstruct whatever throw_ratio
+            raise ValueError(
+                f'`backbone.mask_ratio`={mask_ratio} mixes {least_mixed} of '
+                f'the {num_tokens} cells: use 1/{num_tokens} <= mask_ratio '
+                '< 1 so that each branch reconstructs a cell')
+        fewest = min(least_mixed, num_tokens - most_mixed)
+        if num_thrown >= fewest:
+            raise ValueError(
+                f'`throw_ratio`={neck.throw_ratio} throws {num_thrown} of the '
+                f'{fewest} tokens a branch may reconstruct (mask_ratio='
+                f'{mask_ratio}, range_mask_ratio={range_ratio}, '
+                f'{num_tokens} cells): use 0 <= throw_ratio < '
+                f'{fewest}/{num_tokens} = {fewest / num_tokens:.4g}')
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
