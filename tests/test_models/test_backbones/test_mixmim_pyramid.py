@@ -83,6 +83,105 @@ def test_loads_mmpretrain_checkpoint_unchanged(tmp_path):
         torch.testing.assert_close(model.state_dict()[k], v)
 
 
+def _to_official(state: dict) -> dict:
+    """mmpretrain MixMIM names/orders -> the official (Sense-X) ones.
+
+    Written from the official model: timm block names and Microsoft Swin's
+    patch merging, whose 2x2 children are concatenated as x0 = (0, 0),
+    x1 = (1, 0), x2 = (0, 1), x3 = (1, 1) (row, col), while mmpretrain's
+    ``nn.Unfold`` gives channel ``c * 4 + row * 2 + col``.
+    """
+    names = [('patch_embed.projection.', 'patch_embed.proj.'),
+             ('.ln1.', '.norm1.'), ('.ln2.', '.norm2.'),
+             ('.ffn.layers.0.0.', '.mlp.fc1.'),
+             ('.ffn.layers.1.', '.mlp.fc2.')]
+    official = {}
+    for key, value in state.items():
+        for old, new in names:
+            key = key.replace(old, new)
+        if '.downsample.' in key:
+            # unfold channel c * 4 + q -> Microsoft channel p * C + c, where
+            # Microsoft child p = (0, 0), (1, 0), (0, 1), (1, 1) is unfold
+            # child q = 0, 2, 1, 3
+            lead = value.shape[:-1]
+            v = value.reshape(*lead, -1, 4)[..., [0, 2, 1, 3]]
+            value = v.transpose(-1, -2).reshape(*lead, -1).contiguous()
+        official[key] = value
+    return official
+
+
+def test_loads_official_checkpoint_through_mmpretrain_converter(tmp_path):
+    """Official MixMIM weights, converted by mmpretrain's own
+    ``tools/model_converters/mixmim_to_mmpretrain.py`` (called, not copied),
+    load into the pyramid backbone with every encoder tensor in place."""
+    import subprocess
+    import sys
+
+    import mmpretrain
+    from conftest import subprocess_env
+    converter = osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'model_converters',
+        'mixmim_to_mmpretrain.py')
+    assert osp.isfile(converter), converter
+    torch.manual_seed(2)
+    reference = MixMIMTransformer(**KW)
+    reference.init_weights()
+    reference.eval()
+    state = reference.state_dict()
+    official = _to_official(state)
+    official['head.weight'] = torch.randn(10, 128)
+    official['head.bias'] = torch.randn(10)
+    src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
+    torch.save({'model': official}, src)
+    proc = subprocess.run(
+        [sys.executable, converter,
+         str(src), str(dst)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = MixMIMPyramidTransformer(
+        **KW,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(dst), prefix='backbone.'))
+    model.init_weights()
+    model.eval()
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled = reference(x)[0]
+        last = model(x)[-1]
+    torch.testing.assert_close(last.mean(dim=(2, 3)), pooled)
+
+
+def test_official_merge_order_is_microsoft_swin():
+    """The merge-order conversion picks the documented child: an official
+    reduction that copies child x1 (row 1, col 0) copies the unfold child
+    at (1, 0) after mmpretrain's converter."""
+    import importlib.util
+
+    import mmpretrain
+    path = osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'model_converters',
+        'mixmim_to_mmpretrain.py')
+    spec = importlib.util.spec_from_file_location('mixmim_converter', path)
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    C = 3
+    official = torch.zeros(C, 4 * C)
+    official[:, 1 * C:2 * C] = torch.eye(C)  # x1: row offset 1, col 0
+    converted = converter.correct_unfold_reduction_order(official)
+    x = torch.arange(2 * 2 * C, dtype=torch.float).reshape(1, C, 2, 2)
+    unfolded = torch.nn.functional.unfold(x, 2, stride=2)[0, :, 0]
+    torch.testing.assert_close(converted @ unfolded, x[0, :, 1, 0])
+    assert torch.equal(
+        _to_official({'layers.0.downsample.reduction.weight':
+                      converted})['layers.0.downsample.reduction.weight'],
+        official)
+
+
 def test_frozen_stages():
     model = MixMIMPyramidTransformer(**KW, frozen_stages=2)
     model.train()
