@@ -4,6 +4,7 @@ branches."""
 import copy
 import os.path as osp
 import random
+from typing import Optional
 
 import pytest
 import torch
@@ -43,8 +44,11 @@ PLAIN = dict(
         loss=dict(type='PixelReconstructionLoss', criterion='L2')))
 
 
-def partial_cfg(throw_ratio: float = 0.25, **neck) -> dict:
-    cfg = copy.deepcopy(PLAIN)
+def partial_cfg(throw_ratio: float = 0.25,
+                base: Optional[dict] = None,
+                **neck) -> dict:
+    """``base`` (default: the plain-ViT MixMIM) with the PR-MIM decoder."""
+    cfg = copy.deepcopy(PLAIN if base is None else base)
     cfg['neck'].update(
         type='PRMIMMixMIMPretrainDecoder', throw_ratio=throw_ratio, **neck)
     cfg['head'].update(type='PRMIMMixMIMPretrainHead')
@@ -237,11 +241,7 @@ HIER = dict(
 
 
 def hier_partial_cfg(throw_ratio: float = 0.25, **neck) -> dict:
-    cfg = copy.deepcopy(HIER)
-    cfg['neck'].update(
-        type='PRMIMMixMIMPretrainDecoder', throw_ratio=throw_ratio, **neck)
-    cfg['head'].update(type='PRMIMMixMIMPretrainHead')
-    return cfg
+    return partial_cfg(throw_ratio, base=HIER, **neck)
 
 
 def rgb_images(n: int = 4, seed: int = 1) -> torch.Tensor:
