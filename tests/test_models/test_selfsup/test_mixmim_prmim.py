@@ -75,18 +75,6 @@ def seeded_loss(model: MixMIMPlus, x: torch.Tensor, seed: int = 7) -> dict:
     return model.loss(x, None)
 
 
-def test_throw_zero_equals_plain_mixmim():
-    """With throw_ratio=0 the loss is plain MixMIM(ViT)'s, bit for bit."""
-    plain = build(PLAIN)
-    partial = build(partial_cfg(0.), seed=3)
-    partial.load_state_dict(plain.state_dict())
-    x = images()
-    ref = seeded_loss(plain, x)['loss']
-    out = seeded_loss(partial, x)
-    assert set(out) == {'loss_kept', 'mse_kept'}
-    assert torch.equal(out['loss_kept'], ref)
-
-
 def test_kept_and_thrown_counts():
     """Each branch decodes visible + kept tokens; kept/thrown split its
     reconstructed tokens, furthest-sampled from its visible cells."""
@@ -255,12 +243,15 @@ def encode(model: MixMIMPlus, x: torch.Tensor, seed: int = 7):
     return model.backbone(x)
 
 
-def test_hierarchical_throw_zero_equals_plain_mixmim():
-    """With throw_ratio=0 the loss is hierarchical MixMIM's, bit for bit."""
-    plain = build(HIER)
-    partial = build(hier_partial_cfg(0.), seed=3)
+@pytest.mark.parametrize('hierarchical', [False, True])
+def test_throw_zero_equals_plain_mixmim(hierarchical):
+    """With throw_ratio=0 the loss is plain MixMIM's (ViT or hierarchical),
+    bit for bit."""
+    base = HIER if hierarchical else PLAIN
+    plain = build(base)
+    partial = build(partial_cfg(0., base=base), seed=3)
     partial.load_state_dict(plain.state_dict())
-    x = rgb_images()
+    x = rgb_images() if hierarchical else images()
     ref = seeded_loss(plain, x)['loss']
     out = seeded_loss(partial, x)
     assert set(out) == {'loss_kept', 'mse_kept'}
