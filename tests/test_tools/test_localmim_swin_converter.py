@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO_ROOT, subprocess_env
+from mmengine.config import Config
 from mmpretrain.models.utils import PatchMerging
 from mmpretrain.registry import MODELS
 
@@ -345,6 +346,28 @@ def test_backbone_format_loads_into_swin_transformer():
     assert len(out) == 1 and out[0].shape == (2, 8 * D, 4, 4)
     torch.testing.assert_close(
         out[0].flatten(2).transpose(1, 2), ref_tap, atol=1e-5, rtol=1e-4)
+
+
+def test_finetune_config_backbone_loads_converted_weights():
+    """The Swin fine-tuning benchmark's backbone (its norms, pooling and
+    everything but the size) takes a converted checkpoint strictly."""
+    cfg = Config.fromfile(
+        osp.join(
+            REPO_ROOT, 'configs/localmim/benchmarks/'
+            'swin-base-w7_8xb128-coslr-100e_in1k.py'))
+    backbone = cfg.model.backbone.copy()
+    backbone.update(arch=ARCH, img_size=IMG, init_cfg=None)
+    backbone.stage_cfgs.block_cfgs.window_size = WS
+    swin = MODELS.build(backbone)
+    norms = [m for m in swin.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == EPS for m in norms)
+    converted = converter.convert_localmim_swin(
+        official_state_dict(hog_bias=False), 'backbone')
+    state = {k[len('backbone.'):]: v for k, v in converted.items()}
+    swin.load_state_dict(state, strict=True)
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.9
+    assert cfg.train_dataloader.batch_size * \
+        cfg.optim_wrapper.accumulative_counts * 8 == 2048
 
 
 def test_patch_merging_order():
