@@ -368,6 +368,8 @@ def test_finetune_config_backbone_loads_converted_weights():
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.9
     assert cfg.train_dataloader.batch_size * \
         cfg.optim_wrapper.accumulative_counts * 8 == 2048
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.end, cosine.begin, cosine.end) == (20, 20, 100)
 
 
 def test_patch_merging_order():
