@@ -1,9 +1,11 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .feature_eval import (build_feature_eval_loaders, default_feature,
-                           evaluate_features, extract_features, knn_classify,
-                           linear_probe, score_model)
+from .feature_eval import (build_feature_eval_loaders, build_scoring_model,
+                           default_feature, evaluate_features,
+                           extract_features, knn_classify, linear_probe,
+                           pool_tokens, score_model)
 
 __all__ = [
-    'build_feature_eval_loaders', 'default_feature', 'evaluate_features',
-    'extract_features', 'knn_classify', 'linear_probe', 'score_model'
+    'build_feature_eval_loaders', 'build_scoring_model', 'default_feature',
+    'evaluate_features', 'extract_features', 'knn_classify', 'linear_probe',
+    'pool_tokens', 'score_model'
 ]

@@ -6,10 +6,9 @@ every method is scored the same way.
 """
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
-from mmengine.config import Config
-
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from torch import nn
 
 
@@ -49,11 +48,30 @@ def extract_features(
     return torch.cat(feats), torch.cat(labels)
 
 
+def pool_tokens(out: torch.Tensor) -> torch.Tensor:
+    """One vector per image from one backbone output.
+
+    Args:
+        out (Tensor): (B, 1 + L, C) raw ViT tokens with the cls token first
+            (the patch tokens are averaged, MAE's probing feature), a
+            (B, C, H, W) feature map (spatial mean) or (B, C) as is.
+
+    Returns:
+        Tensor: Features of shape (B, C).
+    """
+    if out.dim() == 3:
+        return out[:, 1:].mean(dim=1)
+    if out.dim() == 4:
+        return out.mean(dim=(2, 3))
+    return out
+
+
 def default_feature(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """Average of the patch tokens of the last layer (MAE's probing feature).
 
     ``extract_feat`` of MIM algorithms returns the un-masked backbone output;
     for ViTs in ``'raw'`` mode that is (B, 1 + L, C) with the cls token first.
+    When it returns several outputs (e.g. LocalMIM's taps) the last is used.
 
     Args:
         model (nn.Module): The algorithm.
@@ -65,11 +83,7 @@ def default_feature(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     out = model.extract_feat(inputs)
     if isinstance(out, (list, tuple)):
         out = out[-1]
-    if out.dim() == 3:  # (B, 1 + L, C) raw tokens -> mean of patch tokens
-        return out[:, 1:].mean(dim=1)
-    if out.dim() == 4:  # (B, C, H, W) feature map
-        return out.mean(dim=(2, 3))
-    return out
+    return pool_tokens(out)
 
 
 def knn_classify(train_feats: torch.Tensor,
@@ -251,3 +265,43 @@ def score_model(model: nn.Module,
     test = extract_features(model, loaders['test'])
     return evaluate_features(
         train, test, knn_k=knn_k, probe_epochs=probe_epochs)
+
+
+def build_scoring_model(
+        config: str,
+        checkpoint: Optional[str] = None,
+        data_root: Optional[str] = None,
+        cfg_options: Optional[dict] = None) -> Tuple[Config, nn.Module]:
+    """Build a pre-training algorithm from its config for frozen scoring.
+
+    Args:
+        config (str): A pre-training config with ``feature_eval_data``.
+        checkpoint (str, optional): Weights loaded strictly; ``None``
+            initialises the model as training would.
+        data_root (str, optional): Fashion-MNIST IDX folder replacing the
+            ``data_prefix`` of ``feature_eval_data``.
+        cfg_options (dict, optional): Overrides merged into the config
+            before the model is built.
+
+    Returns:
+        tuple[Config, nn.Module]: The config and the model in eval mode.
+    """
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if data_root:
+        for split in ('train', 'test'):
+            cfg.feature_eval_data[split].data_prefix = data_root
+    model_cfg = cfg.model.copy()
+    # as the Runner does: the top-level pre-processor (mean/std) goes in
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    else:
+        model.init_weights()
+    return cfg, model.eval()

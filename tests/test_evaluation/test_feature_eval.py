@@ -1,11 +1,15 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import math
+import os.path as osp
 
 import pytest
 import torch
 
-from mim_plugins.evaluation import (default_feature, evaluate_features,
-                                    knn_classify, linear_probe)
+from mim_plugins.evaluation import (build_scoring_model, default_feature,
+                                    evaluate_features, knn_classify,
+                                    linear_probe, pool_tokens)
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_knn_weighted_vote_by_hand():
@@ -83,3 +87,22 @@ def test_default_feature_shapes():
     assert torch.equal(feat, tokens[:, 1:].mean(1))  # cls token excluded
     fmap = torch.randn(2, 4, 3, 3)
     assert torch.allclose(default_feature(Raw(fmap), None), fmap.mean((2, 3)))
+    # several outputs (LocalMIM's taps): the last one is the feature
+    multi = Raw(None)
+    multi.extract_feat = lambda inputs: [torch.randn(2, 3, 4), tokens]
+    assert torch.equal(default_feature(multi, None), pool_tokens(tokens))
+    flat = torch.randn(2, 5)
+    assert torch.equal(pool_tokens(flat), flat)
+
+
+def test_scoring_model_normalises_like_the_runner():
+    """Scores must see the config's mean/std, as in training."""
+    config = osp.join(
+        REPO_ROOT,
+        'configs/bim/bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
+    cfg, model = build_scoring_model(config)
+    assert not model.training
+    mean = model.data_preprocessor.mean.flatten()
+    assert torch.allclose(mean, torch.tensor(cfg.data_preprocessor.mean))
+    std = model.data_preprocessor.std.flatten()
+    assert torch.allclose(std, torch.tensor(cfg.data_preprocessor.std))

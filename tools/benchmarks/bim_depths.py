@@ -21,16 +21,14 @@ import argparse
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
-from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 
 import mim_plugins  # noqa: F401
-from mim_plugins.evaluation.feature_eval import (build_feature_eval_loaders,
-                                                 evaluate_features,
-                                                 extract_features)
+from mim_plugins.evaluation import (build_feature_eval_loaders,
+                                    build_scoring_model, evaluate_features,
+                                    extract_features)
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,27 +48,6 @@ def parse_args() -> argparse.Namespace:
         '--data-root', default=None, help='Fashion-MNIST IDX folder')
     parser.add_argument('--out', default='work_dirs/bim_depths')
     return parser.parse_args()
-
-
-def build_model(config: str, checkpoint: Optional[str],
-                data_root: Optional[str]):
-    """Build an algorithm from its config and load its checkpoint."""
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if data_root:
-        for split in ('train', 'test'):
-            cfg.feature_eval_data[split].data_prefix = data_root
-    model_cfg = cfg.model.copy()
-    # as the Runner does: the top-level pre-processor (mean/std) goes in
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
-    if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    else:
-        model.init_weights()
-    return cfg, model.eval()
 
 
 def depth_feature(num_blocks: int):
@@ -108,7 +85,8 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
 def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
-    cfg, bim = build_model(args.config, args.checkpoint, args.data_root)
+    cfg, bim = build_scoring_model(args.config, args.checkpoint,
+                                   args.data_root)
     loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
                                          args.eval_test_samples)
     rows = []
@@ -121,7 +99,7 @@ def main() -> None:
         config, _, ckpt = paths.partition(':')
         if not (name and config and ckpt):
             raise ValueError(f'--compare takes NAME=CONFIG:CKPT, got {spec}')
-        _, model = build_model(config, ckpt, args.data_root)
+        _, model = build_scoring_model(config, ckpt, args.data_root)
         result = score(model, loaders, args.probe_epochs)
         depth = getattr(model.backbone, 'num_layers', None)
         rows.append(dict(model=name, depth=depth, **result))

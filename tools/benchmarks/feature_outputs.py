@@ -1,0 +1,130 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Score every backbone output of a checkpoint on Fashion-MNIST.
+
+A pre-training algorithm's ``extract_feat`` may return several outputs:
+LocalMIM's ViT encoder (`Masked Image Modeling with Local Multi-Scale
+Reconstruction <https://arxiv.org/abs/2303.05251>`_) returns its four taps
+(after layers ``[1, 3, L-3, L-1]``, each through its own norm). This tool
+scores each output with the kNN (k=20) and linear probe of
+``tools/benchmarks/fashion_mnist.py`` (mean of the patch tokens, spatial mean
+of a feature map), so one can see at which depth a representation is good.
+The last output is exactly what the benchmark tool scores. Writes
+``feature_outputs.json`` and ``feature_outputs.md``.
+
+Example:
+    python tools/benchmarks/feature_outputs.py \\
+        configs/localmim/localmim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py \\
+        work_dirs/quality/localmim/seed0/epoch_2.pth
+    # the same layers of an MAE encoder
+    python tools/benchmarks/feature_outputs.py \\
+        configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py \\
+        work_dirs/quality/mae/seed0/epoch_2.pth \\
+        --cfg-options model.backbone.out_indices=[1,3,9,11]
+"""  # noqa: E501
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Dict, List
+
+import torch
+from mmengine.config import DictAction
+
+import mim_plugins  # noqa: F401
+from mim_plugins.evaluation import (build_feature_eval_loaders,
+                                    build_scoring_model, evaluate_features,
+                                    extract_features, pool_tokens)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='the pre-training config')
+    parser.add_argument('checkpoint', help='its checkpoint')
+    parser.add_argument('--eval-train-samples', type=int, default=10000)
+    parser.add_argument('--eval-test-samples', type=int, default=10000)
+    parser.add_argument('--probe-epochs', type=int, default=100)
+    parser.add_argument(
+        '--data-root', default=None, help='Fashion-MNIST IDX folder')
+    parser.add_argument('--out', default='work_dirs/feature_outputs')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='config overrides, e.g. model.backbone.out_indices=[1,3,9,11] '
+        'to score intermediate layers of a single-output backbone')
+    return parser.parse_args()
+
+
+def all_outputs_feature(model, inputs: torch.Tensor) -> torch.Tensor:
+    """Every pooled output of ``extract_feat``, concatenated (one pass)."""
+    out = model.extract_feat(inputs)
+    if not isinstance(out, (list, tuple)):
+        out = [out]
+    return torch.cat([pool_tokens(o) for o in out], dim=1)
+
+
+def to_markdown(rows: List[Dict], meta: Dict) -> str:
+    lines = [
+        f"Frozen features on Fashion-MNIST ({meta['test']} test images, kNN "
+        f"bank / probe {meta['train']} training images, {meta['probe_epochs']}"
+        f" probe epochs); checkpoint `{meta['checkpoint']}`.", '',
+        '| output | layer | kNN top-1 (%) | probe top-1 (%) |',
+        '| --- | --- | --- | --- |'
+    ]
+    for row in rows:
+        lines.append(f"| {row['output']} | {row['layer']} | "
+                     f"{row['knn_top1']:.2f} | {row['linear_top1']:.2f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main() -> None:
+    args = parse_args()
+    torch.manual_seed(0)
+    cfg, model = build_scoring_model(args.config, args.checkpoint,
+                                     args.data_root, args.cfg_options)
+    loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
+                                         args.eval_test_samples)
+    # one forward per image for all outputs; split by their widths after
+    with torch.no_grad():
+        batch = model.data_preprocessor(next(iter(loaders['test'])), False)
+        outs = model.extract_feat(batch['inputs'][:1])
+    if not isinstance(outs, (list, tuple)):
+        outs = [outs]
+    widths = [pool_tokens(o).shape[1] for o in outs]
+    train_feats, train_labels = extract_features(model, loaders['train'],
+                                                 all_outputs_feature)
+    test_feats, test_labels = extract_features(model, loaders['test'],
+                                               all_outputs_feature)
+    # the encoder layer behind each output, where the backbone says it
+    layers = list(getattr(model.backbone, 'out_indices', [None]))
+    if len(layers) != len(outs):
+        layers = [None] * len(outs)
+    rows = []
+    for index, (train, test) in enumerate(
+            zip(train_feats.split(widths, 1), test_feats.split(widths, 1))):
+        result = evaluate_features((train, train_labels), (test, test_labels),
+                                   probe_epochs=args.probe_epochs)
+        layer = layers[index]
+        rows.append(
+            dict(
+                output=index,
+                layer=None if layer is None else int(layer),
+                **result))
+        print(rows[-1], flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    meta = dict(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        train=args.eval_train_samples,
+        test=args.eval_test_samples,
+        probe_epochs=args.probe_epochs)
+    with open(osp.join(args.out, 'feature_outputs.json'), 'w') as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=2)
+    table = to_markdown(rows, meta)
+    with open(osp.join(args.out, 'feature_outputs.md'), 'w') as f:
+        f.write(table)
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
