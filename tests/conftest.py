@@ -116,3 +116,43 @@ def tiny_backbone(type: str = 'MAEViT', **kwargs) -> dict:
         patch_cfg=dict(in_channels=1))
     cfg.update(kwargs)
     return cfg
+
+
+def save_random_checkpoint(model_cfg: dict,
+                           path: str,
+                           jitter: float = 0.0) -> str:
+    """Build a model, initialise it (plus ``jitter`` * N(0, 1) on every
+    parameter, so norms differ from their init) and save its state dict."""
+    import torch
+    from mmpretrain.registry import MODELS
+
+    import mim_plugins  # noqa: F401
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    if jitter:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(jitter * torch.randn_like(p))
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+def run_scoring_tool(tool: str, config: str, checkpoint: str, data_root: str,
+                     out: str, *extra: str) -> list:
+    """Run a Fashion-MNIST scoring tool on a tiny budget; its json rows."""
+    import json
+    import subprocess
+    res = subprocess.run([
+        sys.executable, tool, config, checkpoint, '--data-root', data_root,
+        '--eval-train-samples', '200', '--eval-test-samples', '64',
+        '--probe-epochs', '5', '--out', out, *extra
+    ],
+                         env=subprocess_env(),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    name = osp.splitext(osp.basename(tool))[0]
+    with open(osp.join(out, f'{name}.json')) as f:
+        return json.load(f)['rows']

@@ -4,7 +4,10 @@
 Used by the CPU demo (``tools/run_demo.py``) and the benchmark tools, so that
 every method is scored the same way.
 """
-from typing import Callable, Dict, Iterable, Optional, Tuple
+import json
+import os
+import os.path as osp
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -305,3 +308,52 @@ def build_scoring_model(
     else:
         model.init_weights()
     return cfg, model.eval()
+
+
+def save_score_table(out_dir: str, name: str, rows: List[Dict],
+                     columns: Sequence[Tuple[str, str]], checkpoint: str,
+                     train_samples: int, test_samples: int, probe_epochs: int,
+                     **meta) -> str:
+    """Write kNN/probe score rows as ``{name}.json`` and ``{name}.md``.
+
+    Args:
+        out_dir (str): Output folder (created if missing).
+        name (str): File stem.
+        rows (list[dict]): One dict per scored feature with ``knn_top1``,
+            ``linear_top1`` and the keys of ``columns``.
+        columns (Sequence[tuple[str, str]]): ``(key, title)`` of the columns
+            before the two score columns.
+        checkpoint (str): The scored checkpoint.
+        train_samples (int): Training images (kNN bank, probe training set).
+        test_samples (int): Test images.
+        probe_epochs (int): Epochs of the linear probe.
+        **meta: More run description stored in the json.
+
+    Returns:
+        str: The markdown table with its caption.
+    """
+    meta = dict(
+        checkpoint=checkpoint,
+        train=train_samples,
+        test=test_samples,
+        probe_epochs=probe_epochs,
+        **meta)
+    titles = [title for _, title in columns]
+    titles += ['kNN top-1 (%)', 'probe top-1 (%)']
+    lines = [
+        f'Frozen features on Fashion-MNIST ({test_samples} test images, kNN '
+        f'bank / probe {train_samples} training images, {probe_epochs} probe '
+        f'epochs); checkpoint `{checkpoint}`.', '',
+        '| ' + ' | '.join(titles) + ' |', '|' + ' --- |' * len(titles)
+    ]
+    for row in rows:
+        cells = [str(row[key]) for key, _ in columns]
+        cells += [f"{row['knn_top1']:.2f}", f"{row['linear_top1']:.2f}"]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    table = '\n'.join(lines) + '\n'
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, f'{name}.json'), 'w') as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=2)
+    with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
+        f.write(table)
+    return table

@@ -18,17 +18,14 @@ Example:
         --compare mae=configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py:work_dirs/quality/mae/seed0/epoch_4.pth
 """  # noqa: E501
 import argparse
-import json
-import os
-import os.path as osp
-from typing import Dict, List
+from typing import Dict
 
 import torch
 
 import mim_plugins  # noqa: F401
 from mim_plugins.evaluation import (build_feature_eval_loaders,
                                     build_scoring_model, evaluate_features,
-                                    extract_features)
+                                    extract_features, save_score_table)
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,20 +65,6 @@ def score(model, loaders, probe_epochs: int, feat_fn=None) -> Dict:
     return evaluate_features(train, test, probe_epochs=probe_epochs)
 
 
-def to_markdown(rows: List[Dict], meta: Dict) -> str:
-    lines = [
-        f"Frozen features on Fashion-MNIST ({meta['test']} test images, kNN "
-        f"bank / probe {meta['train']} training images); BIM checkpoint "
-        f"`{meta['checkpoint']}`.", '',
-        '| model | depth | kNN top-1 (%) | probe top-1 (%) |',
-        '| --- | --- | --- | --- |'
-    ]
-    for row in rows:
-        lines.append(f"| {row['model']} | {row['depth']} | "
-                     f"{row['knn_top1']:.2f} | {row['linear_top1']:.2f} |")
-    return '\n'.join(lines) + '\n'
-
-
 def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
@@ -104,18 +87,11 @@ def main() -> None:
         depth = getattr(model.backbone, 'num_layers', None)
         rows.append(dict(model=name, depth=depth, **result))
         print(rows[-1], flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    meta = dict(
-        checkpoint=args.checkpoint,
-        train=args.eval_train_samples,
-        test=args.eval_test_samples,
-        probe_epochs=args.probe_epochs)
-    with open(osp.join(args.out, 'bim_depths.json'), 'w') as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=2)
-    table = to_markdown(rows, meta)
-    with open(osp.join(args.out, 'bim_depths.md'), 'w') as f:
-        f.write(table)
-    print(table)
+    print(
+        save_score_table(args.out, 'bim_depths', rows, [('model', 'model'),
+                                                        ('depth', 'depth')],
+                         args.checkpoint, args.eval_train_samples,
+                         args.eval_test_samples, args.probe_epochs))
 
 
 if __name__ == '__main__':

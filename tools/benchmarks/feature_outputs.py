@@ -22,10 +22,6 @@ Example:
         --cfg-options model.backbone.out_indices=[1,3,9,11]
 """  # noqa: E501
 import argparse
-import json
-import os
-import os.path as osp
-from typing import Dict, List
 
 import torch
 from mmengine.config import DictAction
@@ -33,7 +29,8 @@ from mmengine.config import DictAction
 import mim_plugins  # noqa: F401
 from mim_plugins.evaluation import (build_feature_eval_loaders,
                                     build_scoring_model, evaluate_features,
-                                    extract_features, pool_tokens)
+                                    extract_features, pool_tokens,
+                                    save_score_table)
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,20 +58,6 @@ def all_outputs_feature(model, inputs: torch.Tensor) -> torch.Tensor:
     if not isinstance(out, (list, tuple)):
         out = [out]
     return torch.cat([pool_tokens(o) for o in out], dim=1)
-
-
-def to_markdown(rows: List[Dict], meta: Dict) -> str:
-    lines = [
-        f"Frozen features on Fashion-MNIST ({meta['test']} test images, kNN "
-        f"bank / probe {meta['train']} training images, {meta['probe_epochs']}"
-        f" probe epochs); checkpoint `{meta['checkpoint']}`.", '',
-        '| output | layer | kNN top-1 (%) | probe top-1 (%) |',
-        '| --- | --- | --- | --- |'
-    ]
-    for row in rows:
-        lines.append(f"| {row['output']} | {row['layer']} | "
-                     f"{row['knn_top1']:.2f} | {row['linear_top1']:.2f} |")
-    return '\n'.join(lines) + '\n'
 
 
 def main() -> None:
@@ -111,19 +94,16 @@ def main() -> None:
                 layer=None if layer is None else int(layer),
                 **result))
         print(rows[-1], flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    meta = dict(
-        config=args.config,
-        checkpoint=args.checkpoint,
-        train=args.eval_train_samples,
-        test=args.eval_test_samples,
-        probe_epochs=args.probe_epochs)
-    with open(osp.join(args.out, 'feature_outputs.json'), 'w') as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=2)
-    table = to_markdown(rows, meta)
-    with open(osp.join(args.out, 'feature_outputs.md'), 'w') as f:
-        f.write(table)
-    print(table)
+    print(
+        save_score_table(
+            args.out,
+            'feature_outputs',
+            rows, [('output', 'output'), ('layer', 'layer')],
+            args.checkpoint,
+            args.eval_train_samples,
+            args.eval_test_samples,
+            args.probe_epochs,
+            config=args.config))
 
 
 if __name__ == '__main__':
