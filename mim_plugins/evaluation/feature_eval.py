@@ -311,7 +311,7 @@ def build_scoring_model(
 
 
 def save_score_table(out_dir: str, name: str, rows: List[Dict],
-                     columns: Sequence[Tuple[str, str]], checkpoint: str,
+                     columns: Sequence[str], checkpoint: str,
                      train_samples: int, test_samples: int, probe_epochs: int,
                      **meta) -> str:
     """Write kNN/probe score rows as ``{name}.json`` and ``{name}.md``.
@@ -321,8 +321,8 @@ def save_score_table(out_dir: str, name: str, rows: List[Dict],
         name (str): File stem.
         rows (list[dict]): One dict per scored feature with ``knn_top1``,
             ``linear_top1`` and the keys of ``columns``.
-        columns (Sequence[tuple[str, str]]): ``(key, title)`` of the columns
-            before the two score columns.
+        columns (Sequence[str]): Keys of ``rows`` shown (and titled) before
+            the two score columns.
         checkpoint (str): The scored checkpoint.
         train_samples (int): Training images (kNN bank, probe training set).
         test_samples (int): Test images.
@@ -338,8 +338,7 @@ def save_score_table(out_dir: str, name: str, rows: List[Dict],
         test=test_samples,
         probe_epochs=probe_epochs,
         **meta)
-    titles = [title for _, title in columns]
-    titles += ['kNN top-1 (%)', 'probe top-1 (%)']
+    titles = list(columns) + ['kNN top-1 (%)', 'probe top-1 (%)']
     lines = [
         f'Frozen features on Fashion-MNIST ({test_samples} test images, kNN '
         f'bank / probe {train_samples} training images, {probe_epochs} probe '
@@ -347,7 +346,7 @@ def save_score_table(out_dir: str, name: str, rows: List[Dict],
         '| ' + ' | '.join(titles) + ' |', '|' + ' --- |' * len(titles)
     ]
     for row in rows:
-        cells = [str(row[key]) for key, _ in columns]
+        cells = [str(row[key]) for key in columns]
         cells += [f"{row['knn_top1']:.2f}", f"{row['linear_top1']:.2f}"]
         lines.append('| ' + ' | '.join(cells) + ' |')
     table = '\n'.join(lines) + '\n'

@@ -4,12 +4,11 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from mim_plugins.evaluation import (build_scoring_model, default_feature,
                                     evaluate_features, knn_classify,
                                     linear_probe, pool_tokens)
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_knn_weighted_vote_by_hand():

@@ -88,8 +88,7 @@ def main() -> None:
         rows.append(dict(model=name, depth=depth, **result))
         print(rows[-1], flush=True)
     print(
-        save_score_table(args.out, 'bim_depths', rows, [('model', 'model'),
-                                                        ('depth', 'depth')],
+        save_score_table(args.out, 'bim_depths', rows, ['model', 'depth'],
                          args.checkpoint, args.eval_train_samples,
                          args.eval_test_samples, args.probe_epochs))
 

@@ -22,6 +22,7 @@ Example:
         --cfg-options model.backbone.out_indices=[1,3,9,11]
 """  # noqa: E501
 import argparse
+from typing import List
 
 import torch
 from mmengine.config import DictAction
@@ -52,12 +53,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def all_outputs_feature(model, inputs: torch.Tensor) -> torch.Tensor:
-    """Every pooled output of ``extract_feat``, concatenated (one pass)."""
+def pooled_outputs(model, inputs: torch.Tensor) -> List[torch.Tensor]:
+    """Every output of ``extract_feat``, pooled to (B, C) each."""
     out = model.extract_feat(inputs)
     if not isinstance(out, (list, tuple)):
         out = [out]
-    return torch.cat([pool_tokens(o) for o in out], dim=1)
+    return [pool_tokens(o) for o in out]
+
+
+def all_outputs_feature(model, inputs: torch.Tensor) -> torch.Tensor:
+    """All pooled outputs concatenated: one forward scores every output."""
+    return torch.cat(pooled_outputs(model, inputs), dim=1)
 
 
 def main() -> None:
@@ -67,21 +73,20 @@ def main() -> None:
                                      args.data_root, args.cfg_options)
     loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
                                          args.eval_test_samples)
-    # one forward per image for all outputs; split by their widths after
+    # the concatenated features are split back by the outputs' widths
     with torch.no_grad():
         batch = model.data_preprocessor(next(iter(loaders['test'])), False)
-        outs = model.extract_feat(batch['inputs'][:1])
-    if not isinstance(outs, (list, tuple)):
-        outs = [outs]
-    widths = [pool_tokens(o).shape[1] for o in outs]
+        widths = [
+            o.shape[1] for o in pooled_outputs(model, batch['inputs'][:1])
+        ]
     train_feats, train_labels = extract_features(model, loaders['train'],
                                                  all_outputs_feature)
     test_feats, test_labels = extract_features(model, loaders['test'],
                                                all_outputs_feature)
     # the encoder layer behind each output, where the backbone says it
     layers = list(getattr(model.backbone, 'out_indices', [None]))
-    if len(layers) != len(outs):
-        layers = [None] * len(outs)
+    if len(layers) != len(widths):
+        layers = [None] * len(widths)
     rows = []
     for index, (train, test) in enumerate(
             zip(train_feats.split(widths, 1), test_feats.split(widths, 1))):
@@ -98,7 +103,7 @@ def main() -> None:
         save_score_table(
             args.out,
             'feature_outputs',
-            rows, [('output', 'output'), ('layer', 'layer')],
+            rows, ['output', 'layer'],
             args.checkpoint,
             args.eval_train_samples,
             args.eval_test_samples,
