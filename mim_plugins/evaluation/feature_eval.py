@@ -190,6 +190,35 @@ def linear_probe(train_feats: torch.Tensor,
     return 100.0 * (pred == test_labels).float().mean().item()
 
 
+def top_direction_share(feats: torch.Tensor) -> float:
+    """Variance share of the first principal direction of standardised
+    features: a measure of dimensional collapse.
+
+    The features are standardised per dimension as the linear probe sees
+    them, so the share is the largest eigenvalue of their correlation matrix
+    divided by the dimension: 1 when every dimension moves with one factor
+    (one direction carries everything, kNN and probe suffer), about ``1/C``
+    for uncorrelated dimensions.
+
+    Args:
+        feats (Tensor): Features (N, C), N >= 2.
+
+    Returns:
+        float: The share in (0, 1].
+    """
+    if feats.dim() != 2 or len(feats) < 2:
+        raise ValueError('feats must be (N, C) with N >= 2, got shape '
+                         f'{tuple(feats.shape)}')
+    x = feats.double()
+    x = x - x.mean(0, keepdim=True)
+    std = x.std(0, keepdim=True)
+    x = x[:, std[0] > 0] / std[:, std[0] > 0]  # constant dims carry nothing
+    if x.shape[1] == 0:
+        raise ValueError('all feature dimensions are constant')
+    s = torch.linalg.svdvals(x)
+    return float((s[0]**2 / (s**2).sum()).item())
+
+
 def evaluate_features(train: Tuple[torch.Tensor, torch.Tensor],
                       test: Tuple[torch.Tensor, torch.Tensor],
                       knn_k: int = 20,

@@ -8,7 +8,8 @@ from conftest import REPO_ROOT
 
 from mim_plugins.evaluation import (build_scoring_model, default_feature,
                                     evaluate_features, knn_classify,
-                                    linear_probe, pool_tokens)
+                                    linear_probe, pool_tokens,
+                                    top_direction_share)
 
 
 def test_knn_weighted_vote_by_hand():
@@ -68,6 +69,31 @@ def test_evaluate_features_keys():
     assert res == dict(knn_top1=100.0)
     res = evaluate_features((x, y), (x, y), knn_k=1, probe_epochs=5)
     assert set(res) == {'knn_top1', 'linear_top1'}
+
+
+def test_top_direction_share_by_hand():
+    # zero-mean, orthogonal u and w: x = [u, u, w] has the correlation matrix
+    # [[1, 1, 0], [1, 1, 0], [0, 0, 1]], largest eigenvalue 2 of trace 3
+    u = torch.tensor([1., -1., 1., -1.])
+    w = torch.tensor([1., 1., -1., -1.])
+    x = torch.stack([u, u, w], dim=1)
+    assert math.isclose(top_direction_share(x), 2 / 3, rel_tol=1e-9)
+    # scale and offset per dimension do not matter (standardised first)
+    y = x * torch.tensor([10., 0.1, 3.]) + torch.tensor([5., -2., 0.])
+    assert math.isclose(top_direction_share(y), 2 / 3, rel_tol=1e-9)
+    # one factor drives every dimension: full collapse
+    assert math.isclose(
+        top_direction_share(torch.outer(u, torch.tensor([1., -2., 3.]))),
+        1.,
+        rel_tol=1e-9)
+    # uncorrelated dimensions share equally; a constant one is ignored
+    v = torch.tensor([1., -1., -1., 1.])
+    z = torch.stack([u, w, v, torch.full((4, ), 7.)], dim=1)
+    assert math.isclose(top_direction_share(z), 1 / 3, rel_tol=1e-9)
+    with pytest.raises(ValueError, match='N >= 2'):
+        top_direction_share(torch.ones(1, 3))
+    with pytest.raises(ValueError, match='constant'):
+        top_direction_share(torch.ones(4, 3))
 
 
 def test_default_feature_shapes():

@@ -42,6 +42,9 @@ def test_scores_every_tap(tmp_path, fmnist_root):
                                                          (2, 2), (3, 3)]
     # the taps are different features
     assert len({(r['knn_top1'], r['linear_top1']) for r in rows}) > 1
+    # every row measures the collapse of its features
+    assert all(0 < r['pc1_share'] <= 1 for r in rows)
+    assert len({r['pc1_share'] for r in rows}) > 1
     assert '| 2 | 2 |' in open(osp.join(out, 'feature_outputs.md')).read()
     # the last tap is what the benchmark tool scores
     expected = hook_score(config, ckpt, fmnist_root)

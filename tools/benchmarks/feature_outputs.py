@@ -8,7 +8,10 @@ Reconstruction <https://arxiv.org/abs/2303.05251>`_) returns its four taps
 scores each output with the kNN (k=20) and linear probe of
 ``tools/benchmarks/fashion_mnist.py`` (mean of the patch tokens, spatial mean
 of a feature map), so one can see at which depth a representation is good.
-The last output is exactly what the benchmark tool scores. Writes
+The last output is exactly what the benchmark tool scores. Each row also
+gives ``pc1_share``, the variance share of the first principal direction of
+the standardised training features: near 1 the features have collapsed onto
+one factor, which kNN and the probe cannot separate classes with. Writes
 ``feature_outputs.json`` and ``feature_outputs.md``.
 
 Example:
@@ -31,7 +34,7 @@ import mim_plugins  # noqa: F401
 from mim_plugins.evaluation import (build_feature_eval_loaders,
                                     build_scoring_model, evaluate_features,
                                     extract_features, pool_tokens,
-                                    save_score_table)
+                                    save_score_table, top_direction_share)
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,13 +100,14 @@ def main() -> None:
             dict(
                 output=index,
                 layer=None if layer is None else int(layer),
+                pc1_share=round(top_direction_share(train), 3),
                 **result))
         print(rows[-1], flush=True)
     print(
         save_score_table(
             args.out,
             'feature_outputs',
-            rows, ['output', 'layer'],
+            rows, ['output', 'layer', 'pc1_share'],
             args.checkpoint,
             args.eval_train_samples,
             args.eval_test_samples,
