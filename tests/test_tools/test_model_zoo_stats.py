@@ -11,6 +11,8 @@ import yaml
 from conftest import REPO_ROOT, subprocess_env
 
 TOOL = osp.join(REPO_ROOT, 'tools/analysis_tools/model_zoo_stats.py')
+# window 14, and 7 on the 7x7 last stage
+SWIN_L = 'configs/localmim/benchmarks/swin-large-w14_8xb32-coslr-100e_in1k.py'
 
 
 def metafile_entry(algo, config):
@@ -24,6 +26,7 @@ def metafile_entry(algo, config):
     ('prmim',
      'configs/prmim/prmim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'),
     ('mae', 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'),
+    ('localmim', SWIN_L),
 ])
 def test_metafile_numbers_are_measured(algo, config):
     # a subprocess: the tool swaps mmpretrain's attention for its Python

@@ -47,10 +47,17 @@ def config_stats(config: str) -> Dict[str, int]:
     if 'MixMIM' in bb['type'] and 'ViT' not in bb['type']:
         encoder = MixMIMTransformer(arch=bb.get('arch', 'B'), img_size=img)
     elif 'Swin' in bb['type']:
+        # the windows of every stage as built (they may differ per stage,
+        # e.g. 14 and 7 for the last 7x7 map of window-14 models)
+        windows = [
+            stage.blocks[0].attn.window_size for stage in model.backbone.stages
+        ]
         encoder = SwinTransformer(
             arch=bb.get('arch', 'base'),
             img_size=img,
-            window_size=bb.get('window_size', 7))
+            window_size=windows[0],
+            stage_cfgs=[dict(window_size=w) for w in windows],
+            pad_small_map=bb.get('pad_small_map', False))
     else:
         encoder = VisionTransformer(
             arch=bb.get('arch', 'b'),

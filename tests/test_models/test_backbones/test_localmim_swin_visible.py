@@ -28,6 +28,16 @@ CASES: Dict[str, Tuple[dict, int]] = {
     # straddle cells, so visible counts per window differ in every block
     'w3-straddle':
     (dict(img_size=48, patch_size=2, window_size=3, mask_patch_size=16), 48),
+    # per-stage windows as the window-14 Swin-L at 224 px (maps 56/28/14/7,
+    # windows 14/14/14/7): window 8 on maps 32/16/8, window 4 on the last
+    # 4x4 map; the one-window maps (8x8, 4x4) run unshifted
+    'w8-last-w4': (dict(
+        img_size=64,
+        patch_size=2,
+        window_size=8,
+        mask_patch_size=16,
+        stage_cfgs=[dict(), dict(),
+                    dict(), dict(window_size=4)]), 64),
     # pad_small_map keeps the shift (and its mask) on one-window maps
     'w4-pad-small-map': (dict(
         img_size=64,
