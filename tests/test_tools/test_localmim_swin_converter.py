@@ -372,6 +372,52 @@ def test_finetune_config_backbone_loads_converted_weights():
     assert (warmup.end, cosine.begin, cosine.end) == (20, 20, 100)
 
 
+def test_swin_large_finetune_config_takes_the_small_last_window(monkeypatch):
+    """Swin-L's windows (14, one 7x7 window on the 7x7 last map, a 13x13
+    bias table) scaled down: window 8 on maps 32/16/8 and 4 on the 4x4 last
+    map. The Swin-L fine-tuning config's per-stage windows take the
+    converted weights strictly and compute the official function."""
+    monkeypatch.setitem(globals(), 'WS', 8)
+    assert [stage_window(i) for i in range(4)] == [(32, 8, 4), (16, 8, 4),
+                                                   (8, 8, 0), (4, 4, 0)]
+    sd = official_state_dict(hog_bias=False)
+    table = 'encoder.layers.{}.blocks.0.attn.relative_position_bias_table'
+    assert sd[table.format(2)].shape[0] == 15 * 15
+    assert sd[table.format(3)].shape[0] == 7 * 7
+    cfg = Config.fromfile(
+        osp.join(
+            REPO_ROOT, 'configs/localmim/benchmarks/'
+            'swin-large-w14_8xb32-coslr-100e_in1k.py'))
+    backbone = cfg.model.backbone.copy()
+    assert backbone.window_size == 14
+    assert [c.get('window_size')
+            for c in backbone.stage_cfgs] == [None, None, None, 7]
+    backbone.stage_cfgs[3].window_size = 4
+    backbone.update(
+        arch=ARCH,
+        img_size=IMG,
+        window_size=8,
+        drop_path_rate=0.,
+        init_cfg=None)
+    swin = MODELS.build(backbone)
+    converted = converter.convert_localmim_swin(sd, 'backbone')
+    swin.load_state_dict(
+        {
+            k[len('backbone.'):]: v
+            for k, v in converted.items()
+        }, strict=True)
+    swin.eval()
+    img = images(seed=3)
+    with torch.no_grad():
+        out = swin(img)[-1]
+        ref_tap, _ = ref_encoder(sd, img)[3]
+    torch.testing.assert_close(
+        out.flatten(2).transpose(1, 2), ref_tap, atol=1e-5, rtol=1e-4)
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.8
+    assert cfg.train_dataloader.batch_size * \
+        cfg.optim_wrapper.accumulative_counts * 8 == 2048
+
+
 def test_patch_merging_order():
     """The official merge of ``x(2r+dy, 2c+dx)`` is child ``dy * 2 + dx``."""
     Cm, H = 3, 4
