@@ -291,12 +291,16 @@ def score_model(model: nn.Module,
         probe_epochs (int): Linear-probe epochs (0 skips). Defaults to 100.
 
     Returns:
-        dict[str, float]: ``knn_top1`` and ``linear_top1`` in percent.
+        dict[str, float]: ``knn_top1`` and ``linear_top1`` in percent, and
+        ``pc1_share`` (:func:`top_direction_share` of the training
+        features), which tracks a collapse of the features during training.
     """
     train = extract_features(model, loaders['train'])
     test = extract_features(model, loaders['test'])
-    return evaluate_features(
+    scores = evaluate_features(
         train, test, knn_k=knn_k, probe_epochs=probe_epochs)
+    scores['pc1_share'] = top_direction_share(train[0])
+    return scores
 
 
 def build_scoring_model(

@@ -33,6 +33,8 @@ def test_quick_quality_table(fmnist_root, tmp_path):
     # evaluated at random init (epoch 0) and after the single epoch
     assert [p['epoch'] for p in curve] == [0, 1]
     assert curve[0]['pretrain_seconds'] < curve[1]['pretrain_seconds']
+    # every point also measures how collapsed the features are
+    assert all(0 < p['pc1_share'] <= 1 for p in curve)
     assert floor['knn_top1']['mean'] == curve[0]['knn_top1']
     for name in ('quality.md', 'quality.png'):
         assert (out / name).is_file()

@@ -33,7 +33,10 @@ def test_demo_end_to_end(fmnist_root, tmp_path):
         res = json.load(f)
     assert res['epochs'] == 1 and res['train_images'] == 320
     for part in ('pretrained', 'random_init'):
-        assert set(res[part]) == {'knn_top1', 'linear_top1', 'test_loss'}
+        assert set(res[part]) == {
+            'knn_top1', 'linear_top1', 'pc1_share', 'test_loss'
+        }
+        assert 0 < res[part]['pc1_share'] <= 1
         assert 0 <= res[part]['knn_top1'] <= 100
         assert 0 <= res[part]['linear_top1'] <= 100
     # 10 iterations of MAE already fit the bars better than random weights
