@@ -50,6 +50,10 @@ def test_scores_every_tap(tmp_path, fmnist_root):
     expected = hook_score(config, ckpt, fmnist_root)
     assert rows[-1]['knn_top1'] == expected['knn_top1']
     assert abs(rows[-1]['linear_top1'] - expected['linear_top1']) < 1e-6
+    # "init" scores the seeded initial weights: other features, same rows
+    init = run_scoring_tool(TOOL, config, 'init', fmnist_root, out)
+    assert [r['layer'] for r in init] == [0, 1, 2, 3]
+    assert [r['pc1_share'] for r in init] != [r['pc1_share'] for r in rows]
 
 
 def test_cfg_options_score_intermediate_layers(tmp_path, fmnist_root):

@@ -42,6 +42,7 @@ def test_baseline_losses_by_hand():
     # weight 2 x mean squared error over the four cells
     assert row == pytest.approx(
         dict(
+            zero_cells=0.,
             zero=2 * (1 + 9 + 9 + 25) / 4,
             dataset_mean=2 * (4 + 0 + 0 + 4) / 4,
             cell_mean=2 * (1 + 1 + 1 + 1) / 4))
@@ -50,7 +51,14 @@ def test_baseline_losses_by_hand():
     (row, ) = tool.baseline_losses(head, [y], [diag])
     assert row == pytest.approx(
         dict(
-            zero=2 * (1 + 25) / 2, dataset_mean=2 * (4 + 4) / 2, cell_mean=2.))
+            zero_cells=0.,
+            zero=2 * (1 + 25) / 2,
+            dataset_mean=2 * (4 + 4) / 2,
+            cell_mean=2.))
+    # one all-zero cell of four
+    y[1, 1] = 0.
+    (row, ) = tool.baseline_losses(head, [y], [full])
+    assert row['zero_cells'] == 0.25
 
 
 def test_logged_losses_skip_other_records(tmp_path):
@@ -104,12 +112,14 @@ def test_tool_end_to_end(tmp_path, fmnist_root):
     assert result['scales'] == [4, 2, 1, 0.5]
     assert result['logged']['last'] == [.05] * 4
     for row in result['baselines']:
-        assert set(row) == {'zero', 'dataset_mean', 'cell_mean'}
-        assert all(math.isfinite(v) and v > 0 for v in row.values())
+        assert set(row) == {'zero_cells', 'zero', 'dataset_mean', 'cell_mean'}
+        assert 0 <= row['zero_cells'] < 1
+        assert all(
+            math.isfinite(row[k]) and row[k] > 0 for k in tool.PREDICTORS)
         # HOG cells are non-negative: knowing their mean beats zeros
         assert row['cell_mean'] < row['zero']
     table = (out / 'loss_baselines.md').read_text()
-    assert '| 0.5 | 8 |' in table and 'logged, iter 9' in table
+    assert '| 0.5 | 8 | 0.' in table and 'logged, iter 9' in table
     # the same seed draws the same images, crops and masks
     again = run_tool(config, '--samples', '64', '--batch-size', '64',
                      '--data-root', fmnist_root, '--out', str(out))

@@ -12,7 +12,9 @@ with the head's own masked loss, three predictors that ignore the image:
 
 - ``zero``: all-zero targets,
 - ``dataset_mean``: one vector, the mean target over all cells and images,
-- ``cell_mean``: per cell position, the mean target over the images.
+- ``cell_mean``: per cell position, the mean target over the images,
+
+and the share of cells whose target is all zeros (flat HOG cells).
 
 With ``--scalars`` (a run's ``vis_data/scalars.json``) the first and last
 logged losses are shown beside them: a scale whose loss stays at
@@ -103,7 +105,8 @@ def baseline_losses(head, targets: Sequence[torch.Tensor],
 
     Returns:
         list[dict]: Per scale ``{predictor: loss}``, weighted as
-        ``loss_scale{k}`` is logged.
+        ``loss_scale{k}`` is logged, and ``zero_cells``, the share of
+        cells whose target is all zeros.
     """
     rows = []
     for k, (y, m) in enumerate(zip(targets, masks)):
@@ -111,7 +114,8 @@ def baseline_losses(head, targets: Sequence[torch.Tensor],
             zero=torch.zeros_like(y),
             dataset_mean=y.mean(dim=(0, 1), keepdim=True).expand_as(y),
             cell_mean=y.mean(dim=0, keepdim=True).expand_as(y))
-        row = dict()
+        # cells with an all-zero target (flat HOG cells, constant pixels)
+        row = dict(zero_cells=float((y.abs().sum(-1) == 0).float().mean()))
         for name, pred in preds.items():
             loss = head.loss_module(pred.float(), y.float(), m)
             row[name] = head.loss_weights[k] * float(loss)
@@ -135,7 +139,7 @@ def logged_losses(path: str, num_scales: int) -> Dict[str, List[float]]:
 
 
 def markdown(head, rows: List[Dict], logged: Optional[Dict]) -> str:
-    titles = ['scale', 'cell (px)'] + list(PREDICTORS)
+    titles = ['scale', 'cell (px)', 'zero cells'] + list(PREDICTORS)
     if logged:
         titles += [
             f"logged, iter {logged['first_iter']}",
@@ -143,7 +147,10 @@ def markdown(head, rows: List[Dict], logged: Optional[Dict]) -> str:
         ]
     lines = ['| ' + ' | '.join(titles) + ' |', '|' + ' --- |' * len(titles)]
     for k, row in enumerate(rows):
-        cells = [f'{head.scales[k]:g}', str(head.cell_sizes[k])]
+        cells = [
+            f'{head.scales[k]:g}',
+            str(head.cell_sizes[k]), f"{row['zero_cells']:.2f}"
+        ]
         cells += [f'{row[name]:.4f}' for name in PREDICTORS]
         if logged:
             cells += [f"{logged['first'][k]:.4f}", f"{logged['last'][k]:.4f}"]

@@ -40,7 +40,10 @@ from mim_plugins.evaluation import (build_feature_eval_loaders,
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='the pre-training config')
-    parser.add_argument('checkpoint', help='its checkpoint')
+    parser.add_argument(
+        'checkpoint',
+        help='its checkpoint, or "init" for the initial weights (seeded, '
+        'as training sets them)')
     parser.add_argument('--eval-train-samples', type=int, default=10000)
     parser.add_argument('--eval-test-samples', type=int, default=10000)
     parser.add_argument('--probe-epochs', type=int, default=100)
@@ -72,8 +75,9 @@ def all_outputs_feature(model, inputs: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
-    cfg, model = build_scoring_model(args.config, args.checkpoint,
-                                     args.data_root, args.cfg_options)
+    checkpoint = None if args.checkpoint == 'init' else args.checkpoint
+    cfg, model = build_scoring_model(args.config, checkpoint, args.data_root,
+                                     args.cfg_options)
     loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
                                          args.eval_test_samples)
     # the concatenated features are split back by the outputs' widths
