@@ -118,6 +118,34 @@ def tiny_backbone(type: str = 'MAEViT', **kwargs) -> dict:
     return cfg
 
 
+FMNIST_CONFIGS = dict(
+    localmim=osp.join(
+        REPO_ROOT, 'configs/localmim/'
+        'localmim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'),
+    mae=osp.join(
+        REPO_ROOT,
+        'configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'))
+
+
+def tiny_fmnist_config(method: str, folder: str):
+    """A method's Fashion-MNIST config shrunk to ``TINY_ARCH`` (LocalMIM:
+    a tap after each of the 4 layers); dumped to ``folder``.
+
+    Returns:
+        tuple[str, Config]: The dumped file and the config.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(FMNIST_CONFIGS[method])
+    cfg.model.backbone.arch = dict(TINY_ARCH)  # 4 layers, 32 wide
+    if method == 'localmim':
+        cfg.model.backbone.out_indices = [0, 1, 2, 3]
+    cfg.model.neck.update(
+        embed_dim=32, decoder_embed_dim=16, decoder_num_heads=2)
+    path = osp.join(folder, f'{method}_tiny.py')
+    cfg.dump(path)
+    return path, cfg
+
+
 def save_random_checkpoint(model_cfg: dict,
                            path: str,
                            jitter: float = 0.0) -> str:

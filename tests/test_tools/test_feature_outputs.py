@@ -3,19 +3,13 @@
 LocalMIM tap); the last one equals the benchmark tool's score."""
 import os.path as osp
 
-from conftest import (REPO_ROOT, TINY_ARCH, run_scoring_tool,
-                      save_random_checkpoint)
-from mmengine.config import Config
+from conftest import (REPO_ROOT, run_scoring_tool, save_random_checkpoint,
+                      tiny_fmnist_config)
 
 from mim_plugins.evaluation import (build_feature_eval_loaders,
                                     build_scoring_model, score_model)
 
 TOOL = osp.join(REPO_ROOT, 'tools/benchmarks/feature_outputs.py')
-LOCALMIM = osp.join(
-    REPO_ROOT,
-    'configs/localmim/localmim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
-MAE = osp.join(
-    REPO_ROOT, 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
 
 
 def hook_score(config: str, ckpt: str, data_root: str) -> dict:
@@ -26,13 +20,7 @@ def hook_score(config: str, ckpt: str, data_root: str) -> dict:
 
 
 def test_scores_every_tap(tmp_path, fmnist_root):
-    cfg = Config.fromfile(LOCALMIM)
-    cfg.model.backbone.arch = dict(TINY_ARCH)  # 4 layers, 32 wide
-    cfg.model.backbone.out_indices = [0, 1, 2, 3]
-    cfg.model.neck.update(
-        embed_dim=32, decoder_embed_dim=16, decoder_num_heads=2)
-    config = str(tmp_path / 'localmim_tiny.py')
-    cfg.dump(config)
+    config, cfg = tiny_fmnist_config('localmim', str(tmp_path))
     # tap norms distinct from their init
     ckpt = save_random_checkpoint(cfg.model, str(tmp_path / 'lm.pth'), 0.05)
 
@@ -58,12 +46,7 @@ def test_scores_every_tap(tmp_path, fmnist_root):
 
 def test_cfg_options_score_intermediate_layers(tmp_path, fmnist_root):
     """A single-output encoder (MAE) scored at chosen layers."""
-    cfg = Config.fromfile(MAE)
-    cfg.model.backbone.arch = dict(TINY_ARCH)
-    cfg.model.neck.update(
-        embed_dim=32, decoder_embed_dim=16, decoder_num_heads=2)
-    config = str(tmp_path / 'mae_tiny.py')
-    cfg.dump(config)
+    config, cfg = tiny_fmnist_config('mae', str(tmp_path))
     ckpt = save_random_checkpoint(cfg.model, str(tmp_path / 'mae.pth'))
 
     rows = run_scoring_tool(TOOL, config, ckpt, fmnist_root,

@@ -10,18 +10,12 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, TINY_ARCH, subprocess_env
-from mmengine.config import Config
+from conftest import (FMNIST_CONFIGS, REPO_ROOT, subprocess_env,
+                      tiny_fmnist_config)
 
 from mim_plugins.models.heads import LocalMIMHead
 
 TOOL = osp.join(REPO_ROOT, 'tools/analysis_tools/localmim_loss_baselines.py')
-LOCALMIM = osp.join(
-    REPO_ROOT,
-    'configs/localmim/localmim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
-MAE = osp.join(
-    REPO_ROOT, 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
-
 spec = importlib.util.spec_from_file_location('localmim_loss_baselines', TOOL)
 tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
@@ -84,19 +78,8 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def tiny_localmim(tmp_path) -> str:
-    cfg = Config.fromfile(LOCALMIM)
-    cfg.model.backbone.arch = dict(TINY_ARCH)
-    cfg.model.backbone.out_indices = [0, 1, 2, 3]
-    cfg.model.neck.update(
-        embed_dim=32, decoder_embed_dim=16, decoder_num_heads=2)
-    config = str(tmp_path / 'localmim_tiny.py')
-    cfg.dump(config)
-    return config
-
-
 def test_tool_end_to_end(tmp_path, fmnist_root):
-    config = tiny_localmim(tmp_path)
+    config, _ = tiny_fmnist_config('localmim', str(tmp_path))
     scalars = tmp_path / 'scalars.json'
     scalars.write_text(
         json.dumps(dict(iter=1, **{f'loss_scale{k}': .1
@@ -131,9 +114,10 @@ def test_tool_end_to_end(tmp_path, fmnist_root):
 
 
 def test_bad_input(tmp_path, fmnist_root):
-    res = run_tool(
-        tiny_localmim(tmp_path), '--samples', '0', '--data-root', fmnist_root)
+    config, _ = tiny_fmnist_config('localmim', str(tmp_path))
+    res = run_tool(config, '--samples', '0', '--data-root', fmnist_root)
     assert res.returncode != 0 and '--samples must be in [1, ' in res.stderr
-    res = run_tool(MAE, '--samples', '8', '--data-root', fmnist_root)
+    res = run_tool(FMNIST_CONFIGS['mae'], '--samples', '8', '--data-root',
+                   fmnist_root)
     assert res.returncode != 0
     assert 'model.head must be a LocalMIMHead' in res.stderr
