@@ -14,10 +14,18 @@ training images for ``--transfer-epochs``) and the top-1 on
 ``--eval-test-samples`` test images joins the table.  Writes
 ``quality.json``, ``quality.md`` and ``quality.png`` into ``--out``.
 
+``quality.md`` also tabulates the accuracy-vs-epoch curve (mean over seeds)
+and, for every method, the first epoch at which that curve reaches the
+``--baseline`` method's final kNN and probe top-1.  ``--merge`` builds the
+same outputs from several finished runs (e.g. one process per method and
+seed, run in parallel), after checking they share one protocol.
+
 Example:
     python tools/benchmarks/fashion_mnist.py --methods mae bim --epochs 10
     python tools/benchmarks/fashion_mnist.py --methods mae --finetune --linear
     python tools/benchmarks/fashion_mnist.py --quick  # small smoke version
+    python tools/benchmarks/fashion_mnist.py --merge runs/mae_s0 runs/mae_s1 \
+        runs/localmim_s0 runs/localmim_s1 --out runs/merged
 """
 import argparse
 import glob
@@ -30,7 +38,7 @@ import re
 import statistics
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -52,6 +60,11 @@ TRANSFER = {
     'linear': (r'.+_\d+xb\d+-linear-coslr-\d+e_fashion-mnist\.py',
                'linear_cfg_top1', 'linear-probe config top-1 (%)'),
 }
+# meta fields that must agree for runs to be merged into one table
+PROTOCOL_KEYS = ('epochs', 'train_images', 'eval_train_samples',
+                 'eval_test_samples', 'probe_epochs', 'transfer_epochs',
+                 'quick')
+SCORES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'))
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,6 +116,17 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help='epochs of the --finetune / --linear runs (default: 10, '
         '1 with --quick)')
+    parser.add_argument(
+        '--baseline',
+        default='mae',
+        help='method whose final scores the others\' curves are measured '
+        'against ("epochs to reach")')
+    parser.add_argument(
+        '--merge',
+        nargs='+',
+        metavar='RUN',
+        help='no training: merge finished runs (folders holding '
+        'quality.json, or the files) into one table')
     parser.add_argument('--out', default='work_dirs/quality')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='config overrides')
@@ -245,6 +269,151 @@ def summarize(values: List[float]) -> Dict[str, float]:
         std=statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def mean_curve(runs: List[Dict]) -> List[Dict]:
+    """The seeds' mean scores at every evaluated epoch they all share."""
+    common = set.intersection(*({p['epoch']
+                                 for p in run['curve']} for run in runs))
+    curve = []
+    for epoch in sorted(common):
+        points = [
+            next(p for p in run['curve'] if p['epoch'] == epoch)
+            for run in runs
+        ]
+        curve.append(
+            dict(
+                epoch=epoch,
+                **{
+                    key: statistics.mean(p[key] for p in points)
+                    for key in ('knn_top1', 'linear_top1', 'pc1_share')
+                    if all(key in p for p in points)
+                }))
+    return curve
+
+
+def reach_epoch(curve: List[Dict], key: str, target: float) -> Optional[int]:
+    """First trained epoch whose mean ``key`` is at least ``target``."""
+    return next((p['epoch']
+                 for p in curve if p['epoch'] > 0 and p[key] >= target), None)
+
+
+def make_row(method: str, config: str, epochs: int, batch: Optional[int],
+             peak_bytes: Optional[float], runs: List[Dict]) -> Dict:
+    """One table row: the runs of a method and their summaries."""
+    finals = [run['curve'][-1] for run in runs]
+    transfer = {
+        key: summarize([run[key] for run in runs])
+        for _, key, _ in TRANSFER.values() if key in runs[0]
+    }
+    return dict(
+        **transfer,
+        method=method,
+        config=config,
+        epochs=epochs,
+        batch=batch,
+        peak_bytes=peak_bytes,
+        pretrain_seconds=summarize([f['pretrain_seconds'] for f in finals]),
+        knn_top1=summarize([f['knn_top1'] for f in finals]),
+        linear_top1=summarize([f['linear_top1'] for f in finals]),
+        mean_curve=mean_curve(runs),
+        runs=runs)
+
+
+def floor_row(rows: List[Dict]) -> Optional[Dict]:
+    """The 'random init' row from the runs evaluated before training."""
+    floor = [
+        run['curve'][0] for row in rows for run in row['runs']
+        if run['curve'][0]['epoch'] == 0
+    ]
+    if not floor:
+        return None
+    return dict(
+        method='random init',
+        epochs=0,
+        batch=None,
+        peak_bytes=None,
+        pretrain_seconds=dict(mean=0.0, std=0.0),
+        knn_top1=summarize([f['knn_top1'] for f in floor]),
+        linear_top1=summarize([f['linear_top1'] for f in floor]),
+        runs=[])
+
+
+def add_reach(rows: List[Dict], baseline: str) -> None:
+    """Record in each row when its mean curve reaches ``baseline``'s final.
+
+    ``reach_baseline[key]`` is the first epoch whose seed-mean score is at
+    least the baseline's final seed-mean score (None if never).
+    """
+    base = next((r for r in rows if r['method'] == baseline), None)
+    for row in rows:
+        row.pop('reach_baseline', None)
+        if base is None or row is base or 'mean_curve' not in row:
+            continue
+        row['reach_baseline'] = dict(
+            baseline=baseline,
+            **{
+                key: reach_epoch(row['mean_curve'], key, base[key]['mean'])
+                for key, _ in SCORES
+            })
+
+
+def load_report(path: str) -> Dict:
+    if osp.isdir(path):
+        path = osp.join(path, 'quality.json')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--merge: no quality.json at {path}')
+    with open(path) as f:
+        return json.load(f)
+
+
+def merge_reports(reports: Sequence[Dict]) -> Tuple[List[Dict], Dict]:
+    """Rows and meta of several finished runs of one protocol.
+
+    Runs of the same method are pooled (each seed once); the summaries,
+    mean curves and the random-init floor are recomputed from the runs.
+
+    Raises:
+        ValueError: If the reports differ in a :data:`PROTOCOL_KEYS` field
+            or hold the same method and seed twice.
+    """
+    meta = dict(reports[0]['meta'])
+    for report in reports[1:]:
+        for key in PROTOCOL_KEYS:
+            if report['meta'].get(key) != meta.get(key):
+                raise ValueError(
+                    f'--merge: the runs differ in {key} '
+                    f'({meta.get(key)} vs {report["meta"].get(key)}); '
+                    'merge only runs of one protocol')
+    pooled: Dict[str, Dict] = {}
+    for report in reports:
+        for row in report['rows']:
+            if row['method'] == 'random init':
+                continue
+            entry = pooled.setdefault(row['method'], dict(row, runs=[]))
+            seen = {run['seed'] for run in entry['runs']}
+            for run in row['runs']:
+                if run['seed'] in seen:
+                    raise ValueError(f'--merge: {row["method"]} seed '
+                                     f'{run["seed"]} appears twice')
+                seen.add(run['seed'])
+                entry['runs'].append(run)
+    rows = [
+        make_row(m, e['config'], e['epochs'], e['batch'], e['peak_bytes'],
+                 sorted(e['runs'], key=lambda run: run['seed']))
+        for m, e in pooled.items()
+    ]
+    floor = floor_row(rows)
+    if floor:
+        rows.append(floor)
+    meta['seeds'] = sorted(
+        {run['seed']
+         for row in rows
+         for run in row['runs']})
+    for key in ('machine', 'device', 'torch'):
+        values = sorted({str(r['meta'].get(key, '?')) for r in reports})
+        meta[key] = '; '.join(values)
+    return rows, meta
+
+
 def to_markdown(rows: List[Dict], meta: Dict) -> str:
     gib = 1024**3
     transfer = [(key, column) for _, key, column in TRANSFER.values()
@@ -254,7 +423,8 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
         f"{meta['train_images']} pre-training images, seeds {meta['seeds']};"
         f" evaluation on {meta['eval_test_samples']} test images "
         f"(kNN bank / probe: {meta['eval_train_samples']} training images); "
-        f"{meta['machine']}, torch {meta['torch']}.", '',
+        f"{meta['machine']}, {meta.get('device', '?')}, "
+        f"torch {meta['torch']}.", '',
         '| method | epochs | pre-train time (s) | peak memory (GiB) @ batch '
         '| kNN top-1 (%) | probe top-1 (%) |' +
         ''.join(f' {column} |' for _, column in transfer),
@@ -272,7 +442,41 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
                      f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |" +
                      ''.join(f' {fmt(row[key]) if key in row else "-"} |'
                              for key, _ in transfer))
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines + curve_markdown(rows)) + '\n'
+
+
+def curve_markdown(rows: List[Dict]) -> List[str]:
+    """The mean accuracy-vs-epoch table and the epochs-to-reach lines."""
+    rows = [r for r in rows if r.get('mean_curve')]
+    if not rows:
+        return []
+    epochs = sorted({p['epoch'] for r in rows for p in r['mean_curve']})
+    lines = [
+        '', 'Accuracy vs epoch, mean over the seeds, kNN / probe top-1 (%):',
+        '', '| method |' + ''.join(f' epoch {e} |' for e in epochs),
+        '| --- |' + ' --- |' * len(epochs)
+    ]
+    for row in rows:
+        points = {p['epoch']: p for p in row['mean_curve']}
+        lines.append(f"| {row['method']} |" + ''.join(
+            f" {points[e]['knn_top1']:.2f} / {points[e]['linear_top1']:.2f} |"
+            if e in points else ' - |' for e in epochs))
+    reach = [r for r in rows if 'reach_baseline' in r]
+    if reach:
+        base = reach[0]['reach_baseline']['baseline']
+        lines += [
+            '', f'First epoch whose mean reaches {base}\'s final '
+            'mean:', ''
+        ]
+        for row in reach:
+            parts = []
+            for key, name in SCORES:
+                epoch = row['reach_baseline'][key]
+                parts.append(f'{name} not reached' if epoch is None else
+                             f'{name} epoch {epoch} of {row["epochs"]} '
+                             f'({epoch / row["epochs"]:.2f}x)')
+            lines.append(f"- {row['method']}: " + ', '.join(parts))
+    return lines
 
 
 def plot(rows: List[Dict], out_file: str) -> None:
@@ -309,9 +513,13 @@ def plot(rows: List[Dict], out_file: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
     os.makedirs(args.out, exist_ok=True)
-    rows, floor = [], []
+    if args.merge:
+        rows, meta = merge_reports([load_report(p) for p in args.merge])
+        write_outputs(rows, meta, args)
+        return
+    MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
+    rows = []
     for method in args.methods:
         config = find_config(method)
         if config is None:
@@ -327,39 +535,14 @@ def main() -> None:
             batch_size=2 if args.quick else 8,
             mem_batch=batch,
             iters=1)
-        finals = [run['curve'][-1] for run in runs]
-        floor.extend(run['curve'][0] for run in runs
-                     if run['curve'][0]['epoch'] == 0)
-        transfer = {
-            key: summarize([run[key] for run in runs])
-            for _, key, _ in TRANSFER.values() if key in runs[0]
-        }
         rows.append(
-            dict(
-                **transfer,
-                method=method,
-                config=osp.relpath(config, REPO_ROOT),
-                epochs=args.epochs,
-                batch=batch,
-                peak_bytes=mem['peak_bytes_at_mem_batch'],
-                pretrain_seconds=summarize(
-                    [f['pretrain_seconds'] for f in finals]),
-                knn_top1=summarize([f['knn_top1'] for f in finals]),
-                linear_top1=summarize([f['linear_top1'] for f in finals]),
-                runs=runs))
+            make_row(method, osp.relpath(config, REPO_ROOT), args.epochs,
+                     batch, mem['peak_bytes_at_mem_batch'], runs))
     if not rows:
         raise SystemExit('no method had a Fashion-MNIST config')
+    floor = floor_row(rows)
     if floor:
-        rows.append(
-            dict(
-                method='random init',
-                epochs=0,
-                batch=None,
-                peak_bytes=None,
-                pretrain_seconds=dict(mean=0.0, std=0.0),
-                knn_top1=summarize([f['knn_top1'] for f in floor]),
-                linear_top1=summarize([f['linear_top1'] for f in floor]),
-                runs=[]))
+        rows.append(floor)
     meta = dict(
         epochs=args.epochs,
         seeds=args.seeds,
@@ -368,10 +551,18 @@ def main() -> None:
         eval_test_samples=args.eval_test_samples,
         probe_epochs=args.probe_epochs,
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs',
+        device=torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() else 'no GPU',
         torch=torch.__version__,
         transfer_epochs=args.transfer_epochs
         if args.finetune or args.linear else None,
         quick=args.quick)
+    write_outputs(rows, meta, args)
+
+
+def write_outputs(rows: List[Dict], meta: Dict,
+                  args: argparse.Namespace) -> None:
+    add_reach(rows, args.baseline)
     with open(osp.join(args.out, 'quality.json'), 'w') as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=2)
     table = to_markdown(rows, meta)
