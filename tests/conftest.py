@@ -3,6 +3,7 @@
 import os
 import os.path as osp
 import struct
+import subprocess
 import sys
 
 import numpy as np
@@ -60,6 +61,18 @@ def subprocess_env() -> dict:
     env.setdefault('OMP_NUM_THREADS', '1')
     env['PORT'] = str(free_port())  # for tools/dist_*.sh
     return env
+
+
+def run_tool(args: list, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python *args`` from the repository root; assert it succeeded."""
+    proc = subprocess.run([sys.executable, *args],
+                          cwd=REPO_ROOT,
+                          env=subprocess_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def free_port() -> int:

@@ -1,14 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import numpy as np
 import torch
+from conftest import run_tool
 from mmengine.logging import HistoryBuffer
 
-from conftest import REPO_ROOT, subprocess_env
 from mim_plugins.utils.checkpoint import plain_meta
 
 
@@ -33,14 +31,7 @@ def runner_like_checkpoint(path):
 
 
 def run(args):
-    proc = subprocess.run([sys.executable, *args],
-                          cwd=REPO_ROOT,
-                          env=subprocess_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return run_tool(args).stdout
 
 
 def test_plain_meta():
@@ -65,9 +56,8 @@ def test_extract_backbone(tmp_path):
         'tools/model_converters/extract_backbone.py', src, bare,
         '--strip-prefix'
     ])
-    assert set(torch.load(bare, weights_only=True)['state_dict']) == {
-        'w', 'ln1.bias'
-    }
+    assert set(torch.load(
+        bare, weights_only=True)['state_dict']) == {'w', 'ln1.bias'}
 
 
 def test_publish_model(tmp_path):
@@ -83,7 +73,6 @@ def test_publish_model(tmp_path):
         assert hashlib.sha256(f.read()).hexdigest()[:8] == out[-12:-4]
     ckpt = torch.load(out, weights_only=True)
     assert set(ckpt) == {'state_dict', 'meta'}
-    assert set(ckpt['state_dict']) == {
-        'backbone.w', 'backbone.ln1.bias', 'neck.w'
-    }
+    assert set(
+        ckpt['state_dict']) == {'backbone.w', 'backbone.ln1.bias', 'neck.w'}
     assert not osp.exists(str(tmp_path / 'mae_tiny.tmp.pth'))

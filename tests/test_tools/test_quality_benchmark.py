@@ -1,28 +1,21 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO_ROOT, subprocess_env
+from conftest import REPO_ROOT, run_tool
 
 
 def test_quick_quality_table(fmnist_root, tmp_path):
     out = tmp_path / 'quality'
-    proc = subprocess.run([
-        sys.executable, 'tools/benchmarks/fashion_mnist.py', '--quick',
-        '--methods', 'mae', 'nosuchmethod', '--train-samples', '320',
-        '--eval-train-samples', '100', '--eval-test-samples', '50',
-        '--probe-epochs', '5', '--data-root', fmnist_root, '--out',
+    proc = run_tool([
+        'tools/benchmarks/fashion_mnist.py', '--quick', '--methods', 'mae',
+        'nosuchmethod', '--train-samples', '320', '--eval-train-samples',
+        '100', '--eval-test-samples', '50', '--probe-epochs', '5',
+        '--data-root', fmnist_root, '--out',
         str(out), '--cfg-options', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False'
     ],
-                          cwd=REPO_ROOT,
-                          env=subprocess_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+                    timeout=900)
     assert 'nosuchmethod: no configs/nosuchmethod' in proc.stdout
     with open(out / 'quality.json') as f:
         report = json.load(f)
@@ -49,21 +42,15 @@ def test_quick_table_with_finetune_and_linear_configs(fmnist_root, tmp_path):
     the table.
     """
     out = tmp_path / 'quality'
-    proc = subprocess.run([
-        sys.executable, 'tools/benchmarks/fashion_mnist.py', '--quick',
-        '--methods', 'prmim', '--finetune', '--linear', '--batch-size', '8',
-        '--train-samples', '80', '--eval-train-samples', '80',
-        '--eval-test-samples', '32', '--probe-epochs', '2', '--data-root',
-        fmnist_root, '--out',
+    run_tool([
+        'tools/benchmarks/fashion_mnist.py', '--quick', '--methods', 'prmim',
+        '--finetune', '--linear', '--batch-size', '8', '--train-samples', '80',
+        '--eval-train-samples', '80', '--eval-test-samples', '32',
+        '--probe-epochs', '2', '--data-root', fmnist_root, '--out',
         str(out), '--cfg-options', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False'
     ],
-                          cwd=REPO_ROOT,
-                          env=subprocess_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+             timeout=900)
     with open(out / 'quality.json') as f:
         report = json.load(f)
     assert report['meta']['transfer_epochs'] == 1
@@ -198,17 +185,11 @@ def test_merge_pools_seeds_of_one_protocol(tmp_path):
         (tmp_path / name / 'quality.json').write_text(json.dumps(report))
         paths.append(str(tmp_path / name))
     out = tmp_path / 'merged'
-    proc = subprocess.run([
-        sys.executable, 'tools/benchmarks/fashion_mnist.py', '--merge', *paths,
-        '--out',
+    run_tool([
+        'tools/benchmarks/fashion_mnist.py', '--merge', *paths, '--out',
         str(out)
     ],
-                          cwd=REPO_ROOT,
-                          env=subprocess_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+             timeout=300)
     report = json.loads((out / 'quality.json').read_text())
     mae, other = report['rows']
     assert [r['seed'] for r in mae['runs']] == [0, 1]

@@ -73,6 +73,7 @@ def test_cpu_attention_flops_are_counted():
 
 def test_per_operator_extrapolation_finds_the_moving_peak():
     from mim_plugins.utils.efficiency import extrapolate_timeline
+
     # op 0: activations (5 bytes + 5 per image); op 1: optimizer step (12)
     small, large = [10, 12], [15, 12]  # batch 1 and batch 2
     assert extrapolate_timeline(small, large, 1, 2, 10) == 55
