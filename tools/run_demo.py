@@ -122,8 +122,7 @@ def main() -> None:
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     random_model = runner.build_model(model_cfg)
     random_model.init_weights()
-    random = score_model(random_model, loaders, args.knn_k,
-                         args.probe_epochs)
+    random = score_model(random_model, loaders, args.knn_k, args.probe_epochs)
     eval_time = time.time() - t1
 
     # Masked inputs and their reconstructions (test images, fixed mask seed).

@@ -10,8 +10,11 @@ _base_ = [
 # small model's short (10-epoch) schedule -- a choice, not a tuned value.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1.5e-4 * 256 / 256 * 10,
-                   betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(
+        type='AdamW',
+        lr=1.5e-4 * 256 / 256 * 10,
+        betas=(0.9, 0.95),
+        weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={
             'ln': dict(decay_mult=0.0),

@@ -16,9 +16,9 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 _aten = torch.ops.aten

@@ -79,7 +79,6 @@ def localmim_panels(model: nn.Module,
         target = head.construct_targets(inputs)[finest]
         low, high = inputs.amin(), inputs.amax()
         panels['HOG target'] = _energy_image(target, inputs.shape, low, high)
-        panels['HOG prediction'] = _energy_image(pred, inputs.shape, low,
-                                                 high)
+        panels['HOG prediction'] = _energy_image(pred, inputs.shape, low, high)
     panels['mask'] = mask
     return panels

@@ -101,6 +101,5 @@ def test_math_attention_keeps_attention_maps(tmp_path):
     # layer (2 layers) and 2 x 17 x 17 in the decoder layer, per image (4);
     # at the peak (in backward) part of them is already freed
     maps = 4 * (2 * 13 * 13 * 2 + 2 * 17 * 17) * 4
-    extra = math['peak_bytes_at_mem_batch'] - default[
-        'peak_bytes_at_mem_batch']
+    extra = math['peak_bytes_at_mem_batch'] - default['peak_bytes_at_mem_batch']
     assert extra > 0.5 * maps

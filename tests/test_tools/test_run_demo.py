@@ -48,6 +48,5 @@ def test_demo_end_to_end(fmnist_root, tmp_path):
         assert img.size == (round(8 * 1.3 * 120), round(4 * 1.4 * 120))
     table = proc.stdout[proc.stdout.rindex('Fashion-MNIST demo'):]
     for row in ('kNN top-1', 'random-init kNN top-1', 'linear-probe top-1',
-                'pre-train wall time', 'test masked-patch loss',
-                'checkpoint'):
+                'pre-train wall time', 'test masked-patch loss', 'checkpoint'):
         assert row in table

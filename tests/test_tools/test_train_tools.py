@@ -231,8 +231,8 @@ def test_pretrained_init_and_load_from(fmnist_root, tmp_path):
 
         def before_train(self, runner):
             state = runner.model.state_dict()
-            assert all(torch.equal(state[k], pretrained[k])
-                       for k in pretrained)
+            assert all(
+                torch.equal(state[k], pretrained[k]) for k in pretrained)
 
     runner2.register_hook(CheckLoaded())
     runner2.train()

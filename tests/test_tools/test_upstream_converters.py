@@ -148,8 +148,7 @@ def test_mmseg_mae_plugin_backbone_extras():
     with pytest.raises(KeyError, match='not a ViT'):
         vit_state_dict({'backbone.foo': torch.zeros(1)})
     with pytest.raises(ValueError, match='pre-norm'):
-        vit_state_dict(
-            pretrain_checkpoint(mmpretrain_vit(pre_norm=True)))
+        vit_state_dict(pretrain_checkpoint(mmpretrain_vit(pre_norm=True)))
 
 
 # ViTDet's ViT lives in mmdet's `projects/ViTDet/vitdet/vit.py`, which the

@@ -13,8 +13,7 @@ CFG = dict(
     backbone=dict(
         type='LocalMIMViT',
         arch=dict(
-            embed_dims=32, num_layers=4, num_heads=2,
-            feedforward_channels=64),
+            embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64),
         img_size=16,
         patch_size=4,
         patch_cfg=dict(in_channels=1),
@@ -28,8 +27,7 @@ CFG = dict(
         decoder_embed_dim=16,
         decoder_num_heads=2),
     head=dict(
-        type='LocalMIMHead', patch_size=4, in_channels=1,
-        scales=[2, 1, 0.5]))
+        type='LocalMIMHead', patch_size=4, in_channels=1, scales=[2, 1, 0.5]))
 
 
 def build(target):

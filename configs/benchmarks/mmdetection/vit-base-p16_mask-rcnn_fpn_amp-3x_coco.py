@@ -15,8 +15,7 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 train_cfg = dict(max_epochs=36)
 param_scheduler = [
     dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=500),
+        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(
         type='MultiStepLR',
         begin=0,

@@ -17,9 +17,8 @@ def _scalar(value) -> Optional[float]:
 def _non_finite(log_vars: Optional[Dict]) -> List[str]:
     """Names of the loss entries of ``log_vars`` that are NaN or Inf."""
     return [
-        name for name, value in (log_vars or {}).items()
-        if 'loss' in name and _scalar(value) is not None
-        and not math.isfinite(_scalar(value))
+        name for name, value in (log_vars or {}).items() if 'loss' in name
+        and _scalar(value) is not None and not math.isfinite(_scalar(value))
     ]
 
 
@@ -62,8 +61,7 @@ class NonFiniteLossHook(Hook):
         for wrapper in wrappers:
             if getattr(wrapper, '_nonfinite_guarded', False):
                 continue
-            wrapper.update_params = self._guard(wrapper,
-                                                wrapper.update_params)
+            wrapper.update_params = self._guard(wrapper, wrapper.update_params)
             wrapper._nonfinite_guarded = True
 
     def _guard(self, wrapper, update_params):
