@@ -12,6 +12,8 @@
 #                        (default: ~/.cache/mim_plugins)
 #   MIM_PLUGINS_NO_SHARED_WHEEL=1  ignore ../shared/wheels (force the build)
 #   MAX_JOBS             parallel compile jobs for mmcv (default: nproc)
+#   MIM_PLUGINS_MIN_FREE_GB  free disk (GiB) required before torch is installed
+#                        (default: 8)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,7 +82,18 @@ run_step venv "test -x '$PY' && '$PY' -c 'import sys; sys.exit(sys.version_info[
     "rm -rf '$VENV' && '$BASE_PY' -m venv '$VENV' && $PIP install -U 'pip<25' wheel 'setuptools<80' ninja"
 
 # 2. torch + torchvision as a matched pair (the CPU-only torch cannot load
-#    PyPI's torchvision, so both come from PyPI together).
+#    PyPI's torchvision, so both come from PyPI together).  PyPI's torch
+#    brings its CUDA libraries: the finished .venv takes about 6.2 GiB, so a
+#    full disk is reported here rather than as an OSError halfway through pip.
+NEED_GB=${MIM_PLUGINS_MIN_FREE_GB:-8}
+if ! bash -c "$(has torch $TORCH)" >/dev/null 2>&1; then
+    FREE_GB=$(df -P -BG "$ROOT" | awk 'NR == 2 {sub("G", "", $4); print $4}')
+    if [ "${FREE_GB:-0}" -lt "$NEED_GB" ]; then
+        echo "[setup] only ${FREE_GB} GiB free on $(df -P "$ROOT" | awk 'NR == 2 {print $6}');" \
+             "installing torch $TORCH needs ${NEED_GB} GiB (MIM_PLUGINS_MIN_FREE_GB)." >&2
+        exit 1
+    fi
+fi
 run_step torch "$(has torch $TORCH) && $(has torchvision $TORCHVISION)" \
     "$PIP install torch==$TORCH torchvision==$TORCHVISION 'setuptools<80'"
 
