@@ -202,8 +202,12 @@ def test_merge_pools_seeds_of_one_protocol(tmp_path):
         baseline='mae', knn_top1=2, linear_top1=2)
     assert report['meta']['seeds'] == [0, 1]
     assert report['meta']['device'] == 'NVIDIA H100; no GPU'
+    # each pooled run keeps the device it ran on
+    assert [r['device'] for r in mae['runs']] == ['no GPU', 'NVIDIA H100']
     table = (out / 'quality.md').read_text()
-    assert '| mae | 2 |' in table and '| other | 2 |' in table
+    assert '| mae | 2 | mixed devices |' in table
+    assert '| other | 2 | 20 |' in table
+    assert 'device NVIDIA H100; no GPU; torch 2.x.' in table
     assert '- other: kNN epoch 2 of 2 (1.00x), probe epoch 2 of 2' in table
     assert (out / 'quality.png').is_file()
 

@@ -395,7 +395,12 @@ def merge_reports(reports: Sequence[Dict]) -> Tuple[List[Dict], Dict]:
                     raise ValueError(f'--merge: {row["method"]} seed '
                                      f'{run["seed"]} appears twice')
                 seen.add(run['seed'])
-                entry['runs'].append(run)
+                # runs may come from different machines: keep each origin
+                origin = {
+                    key: report['meta'].get(key, '?')
+                    for key in ('machine', 'device', 'torch')
+                }
+                entry['runs'].append(dict(origin, **run))
     rows = [
         make_row(m, e['config'], e['epochs'], e['batch'], e['peak_bytes'],
                  sorted(e['runs'], key=lambda run: run['seed']))
@@ -423,7 +428,7 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
         f"{meta['train_images']} pre-training images, seeds {meta['seeds']};"
         f" evaluation on {meta['eval_test_samples']} test images "
         f"(kNN bank / probe: {meta['eval_train_samples']} training images); "
-        f"{meta['machine']}, {meta.get('device', '?')}, "
+        f"machine {meta['machine']}; device {meta.get('device', '?')}; "
         f"torch {meta['torch']}.", '',
         '| method | epochs | pre-train time (s) | peak memory (GiB) @ batch '
         '| kNN top-1 (%) | probe top-1 (%) |' +
@@ -437,8 +442,12 @@ def to_markdown(rows: List[Dict], meta: Dict) -> str:
     for row in rows:
         mem = row.get('peak_bytes')
         mem = f"{mem / gib:.2f} @ {row['batch']}" if mem else '-'
+        # a mean time over runs on different devices would mean nothing
+        devices = {run.get('device') for run in row['runs']}
+        secs = ('mixed devices' if len(devices) > 1 else
+                f"{row['pretrain_seconds']['mean']:.0f}")
         lines.append(f"| {row['method']} | {row['epochs']} | "
-                     f"{row['pretrain_seconds']['mean']:.0f} | {mem} | "
+                     f"{secs} | {mem} | "
                      f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} |" +
                      ''.join(f' {fmt(row[key]) if key in row else "-"} |'
                              for key, _ in transfer))
