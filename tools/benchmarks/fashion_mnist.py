@@ -64,6 +64,8 @@ TRANSFER = {
 PROTOCOL_KEYS = ('epochs', 'train_images', 'eval_train_samples',
                  'eval_test_samples', 'probe_epochs', 'transfer_epochs',
                  'quick')
+# meta fields that say where a run ran (kept per run by --merge)
+ORIGIN_KEYS = ('machine', 'device', 'torch')
 SCORES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'))
 
 
@@ -398,7 +400,7 @@ def merge_reports(reports: Sequence[Dict]) -> Tuple[List[Dict], Dict]:
                 # runs may come from different machines: keep each origin
                 origin = {
                     key: report['meta'].get(key, '?')
-                    for key in ('machine', 'device', 'torch')
+                    for key in ORIGIN_KEYS
                 }
                 entry['runs'].append(dict(origin, **run))
     rows = [
@@ -413,7 +415,7 @@ def merge_reports(reports: Sequence[Dict]) -> Tuple[List[Dict], Dict]:
         {run['seed']
          for row in rows
          for run in row['runs']})
-    for key in ('machine', 'device', 'torch'):
+    for key in ORIGIN_KEYS:
         values = sorted({str(r['meta'].get(key, '?')) for r in reports})
         meta[key] = '; '.join(values)
     return rows, meta
