@@ -153,14 +153,26 @@ def test_mean_curve_and_epochs_to_reach_the_baseline():
     other = tool.make_row('other', 'b.py', 4, 256, 1.0, runs)
     rows = [other, mae]
     tool.add_reach(rows, 'mae')
-    assert other['reach_baseline'] == dict(
-        baseline='mae', knn_top1=3, linear_top1=4)
+    reach = other['reach_baseline']
+    assert (reach['baseline'], reach['knn_top1'],
+            reach['linear_top1']) == ('mae', 3, 4)
     assert 'reach_baseline' not in mae
     lines = tool.curve_markdown(rows)
     assert '| other | 15.00 / 51.00 | 25.00 / 61.00 | 35.00 / 71.00 | ' \
         '45.00 / 81.00 |' in lines
     assert '- other: kNN epoch 3 of 4 (0.75x), probe epoch 4 of 4 (1.00x)' \
         in lines
+    # paired by seed at epoch 2: only seed 0 has a mae run (final 32 / 71.5)
+    half = other['reach_baseline']['half']
+    assert half['epoch'] == 2 and half['seeds'] == [0]
+    assert half['knn_top1'] == dict(gaps=[-12], ahead=0, mean=-12, std=0.0)
+    assert half['linear_top1']['gaps'] == [-11.5]
+    assert '- kNN: -12.00 (mean -12.00 ± 0.00; 0 of 1 seeds at or above)' \
+        in lines
+    # a seed not evaluated at half the epochs: no paired gaps
+    late = tool.make_row('late', 'c.py', 4, 256, 1.0,
+                         [fake_run(0, [1, 2], [3, 4], start=3)])
+    assert tool.half_epoch_gaps(late, mae) is None
     # no baseline in the table: nothing to reach
     tool.add_reach(rows, 'nosuchmethod')
     assert not any('reach_baseline' in r for r in rows)
@@ -198,8 +210,9 @@ def test_merge_pools_seeds_of_one_protocol(tmp_path):
     assert [p['knn_top1'] for p in mae['mean_curve']] == [62.0, 64.0]
     # other's mean curve (kNN 63, 66; probe 71, 75) reaches mae's final
     # means (kNN 64, probe 72) at epoch 2
-    assert other['reach_baseline'] == dict(
-        baseline='mae', knn_top1=2, linear_top1=2)
+    reach = other['reach_baseline']
+    assert (reach['baseline'], reach['knn_top1'],
+            reach['linear_top1']) == ('mae', 2, 2)
     assert report['meta']['seeds'] == [0, 1]
     assert report['meta']['device'] == 'NVIDIA H100; no GPU'
     # each pooled run keeps the device it ran on
@@ -209,6 +222,10 @@ def test_merge_pools_seeds_of_one_protocol(tmp_path):
     assert '| other | 2 | 20 |' in table
     assert 'device NVIDIA H100; no GPU; torch 2.x.' in table
     assert '- other: kNN epoch 2 of 2 (1.00x), probe epoch 2 of 2' in table
+    # epoch 1 of other's seed 0 (63 / 71) against mae's seed-0 final (62 / 71)
+    assert 'other at epoch 1 minus mae\'s final, paired by seed [0]:' in table
+    assert '- probe: +0.00 (mean +0.00 ± 0.00; 1 of 1 seeds at or above)' \
+        in table
     assert (out / 'quality.png').is_file()
 
     # runs of another protocol or a repeated seed are refused

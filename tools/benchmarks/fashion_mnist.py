@@ -16,7 +16,9 @@ training images for ``--transfer-epochs``) and the top-1 on
 
 ``quality.md`` also tabulates the accuracy-vs-epoch curve (mean over seeds)
 and, for every method, the first epoch at which that curve reaches the
-``--baseline`` method's final kNN and probe top-1.  ``--merge`` builds the
+``--baseline`` method's final kNN and probe top-1, and the gaps at half the
+epochs to that final, paired by seed (is a difference of means larger than
+the seeds' spread?).  ``--merge`` builds the
 same outputs from several finished runs (e.g. one process per method and
 seed, run in parallel), after checking they share one protocol.
 
@@ -356,6 +358,44 @@ def add_reach(rows: List[Dict], baseline: str) -> None:
                 key: reach_epoch(row['mean_curve'], key, base[key]['mean'])
                 for key, _ in SCORES
             })
+        half = half_epoch_gaps(row, base)
+        if half:
+            row['reach_baseline']['half'] = half
+
+
+def half_epoch_gaps(row: Dict, base: Dict) -> Optional[Dict]:
+    """Per-seed gaps at half the epochs to the baseline's final score.
+
+    Pairs each seed of ``row`` with the same seed of ``base``: the gap is
+    the row's score at epoch ``epochs // 2`` minus the baseline's final.
+    The mean of the gaps is the difference of the means; their spread says
+    whether that difference stands out from the seeds' noise.
+
+    Returns:
+        ``dict(epoch=E, seeds=[...], knn_top1=dict(gaps, mean, std, ahead),
+        linear_top1=...)``, or None when no seed has both runs or some
+        paired run was not evaluated at epoch E.
+    """
+    epoch = row['epochs'] // 2
+    if epoch == 0:
+        return None
+    finals = {run['seed']: run['curve'][-1] for run in base['runs']}
+    pairs = []
+    for run in row['runs']:
+        if run['seed'] not in finals:
+            continue
+        point = next((p for p in run['curve'] if p['epoch'] == epoch), None)
+        if point is None:
+            return None
+        pairs.append((run['seed'], point, finals[run['seed']]))
+    if not pairs:
+        return None
+    half = dict(epoch=epoch, seeds=[seed for seed, _, _ in pairs])
+    for key, _ in SCORES:
+        gaps = [point[key] - final[key] for _, point, final in pairs]
+        half[key] = dict(
+            gaps=gaps, ahead=sum(gap >= 0 for gap in gaps), **summarize(gaps))
+    return half
 
 
 def load_report(path: str) -> Dict:
@@ -487,6 +527,22 @@ def curve_markdown(rows: List[Dict]) -> List[str]:
                              f'{name} epoch {epoch} of {row["epochs"]} '
                              f'({epoch / row["epochs"]:.2f}x)')
             lines.append(f"- {row['method']}: " + ', '.join(parts))
+        for row in reach:
+            half = row['reach_baseline'].get('half')
+            if not half:
+                continue
+            lines += [
+                '', f"{row['method']} at epoch {half['epoch']} minus {base}'s "
+                f"final, paired by seed {half['seeds']}:", ''
+            ]
+            for key, name in SCORES:
+                gap = half[key]
+                lines.append(
+                    f'- {name}: ' + ', '.join(f'{g:+.2f}'
+                                              for g in gap['gaps']) +
+                    f" (mean {gap['mean']:+.2f} ± {gap['std']:.2f}; "
+                    f"{gap['ahead']} of {len(gap['gaps'])} seeds at or "
+                    'above)')
     return lines
 
 
