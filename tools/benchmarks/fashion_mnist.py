@@ -368,8 +368,9 @@ def half_epoch_gaps(row: Dict, base: Dict) -> Optional[Dict]:
 
     Pairs each seed of ``row`` with the same seed of ``base``: the gap is
     the row's score at epoch ``epochs // 2`` minus the baseline's final.
-    The mean of the gaps is the difference of the means; their spread says
-    whether that difference stands out from the seeds' noise.
+    When both methods ran the same seeds, the mean of the gaps is the
+    difference of the means; their spread says whether that difference
+    stands out from the seeds' noise.
 
     Returns:
         ``dict(epoch=E, seeds=[...], knn_top1=dict(gaps, mean, std, ahead),
