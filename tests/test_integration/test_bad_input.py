@@ -473,7 +473,7 @@ ROWS: List[Tuple] = [
             dict(
                 type='BIMOptimWrapperConstructor',
                 optim_wrapper_cfg=dict(optimizer=dict(type='SGD', lr=1.))))
-        (nn.Linear(2, 2)), T, '`get_block_id`', 'e.g. BIM'),
+        (nn.Linear(2, 2)), T, '`model.type`', "'BIM'"),
     row('BackboneLayerDecayOptimWrapperConstructor',
         'layer_decay_rate-above-1', layer_decay(1.5), V,
         '`paramwise_cfg.layer_decay_rate`', 'in (0, 1]'),

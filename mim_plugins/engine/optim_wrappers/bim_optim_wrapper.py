@@ -4,11 +4,14 @@ import inspect
 from collections import OrderedDict
 from typing import Dict, List
 
+from mmengine.model import is_model_wrapper
 from mmengine.optim import (DefaultOptimWrapperConstructor, OptimWrapper,
                             OptimWrapperDict)
 from mmpretrain.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                  OPTIMIZERS)
 from torch import nn
+
+from ...models.selfsup import BIM
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -122,11 +125,11 @@ class BIMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model: nn.Module) -> BIMOptimWrapper:
-        if hasattr(model, 'module'):
+        if is_model_wrapper(model):
             model = model.module
-        if not hasattr(model, 'get_block_id'):
+        if not isinstance(model, BIM):
             raise TypeError('BIMOptimWrapperConstructor needs a block-wise '
-                            'model with `get_block_id` (e.g. BIM), got '
+                            "model (`model.type`='BIM'), got "
                             f'{type(model).__name__}.')
         num_blocks = model.num_blocks
         block_of = {

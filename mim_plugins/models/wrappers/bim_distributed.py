@@ -7,6 +7,8 @@ from mmpretrain.registry import MODEL_WRAPPERS
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..selfsup.bim import BIM
+
 
 @MODEL_WRAPPERS.register_module()
 class BIMDistributedDataParallel(nn.Module):
@@ -45,7 +47,7 @@ class BIMDistributedDataParallel(nn.Module):
                  find_unused_parameters: bool = False,
                  **kwargs) -> None:
         super().__init__()
-        if not hasattr(module, 'block_units'):
+        if not isinstance(module, BIM):
             raise TypeError('BIMDistributedDataParallel wraps a block-wise '
                             f'model (BIM), got {type(module).__name__}.')
         self.module = module
