@@ -402,7 +402,7 @@ ROWS: List[Tuple] = [
         'must be 16'),
     row('PRMIM', 'throw_ratio-not-below-mask_ratio',
         build(M, with_(PRMIM, neck=dict(throw_ratio=0.8))), V, '`throw_ratio`',
-        '0 <= throw_ratio < mask_ratio'),
+        '0 <= throw_ratio < 12/16'),
     row('PRMIM', 'k-above-decoded-tokens',
         build(M, with_(PRMIM, neck=dict(k=100))), V, '`k`', '1 <= k <= 12'),
     row('PRMIM', 'backbone-mask_ratio-above-1',

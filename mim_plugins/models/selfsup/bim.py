@@ -11,9 +11,11 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ..backbones.bim_vit import BIMViT
+from ..heads.prmim_head import PRMIMHeadMixin
+from ..necks.prmim_neck import PartialReconstructionMixin
 from ..utils.checks import check_mae_parts
-from .prmim import (check_prmim_parts, is_prmim_head, is_prmim_neck,
-                    prmim_losses)
+from .prmim import check_prmim_parts, prmim_losses
 
 BlockForward = Callable[..., Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                    torch.Tensor]]
@@ -109,7 +111,7 @@ class BIM(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        if not hasattr(self.backbone, 'forward_block'):
+        if not isinstance(self.backbone, BIMViT):
             raise TypeError('BIM needs a block-wise backbone: backbone.type '
                             'must be "BIMViT" (with block_boundaries), got '
                             f'{type(self.backbone).__name__}.')
@@ -125,7 +127,8 @@ class BIM(BaseSelfSupervisor):
             for m in _per_block_cfgs(head, 'head', num_blocks)
         ])
         for k, (neck_k, head_k) in enumerate(zip(self.neck, self.head)):
-            if is_prmim_neck(neck_k) or is_prmim_head(head_k):
+            if isinstance(neck_k, PartialReconstructionMixin) or isinstance(
+                    head_k, PRMIMHeadMixin):
                 # a PR-MIM decoder needs a PR-MIM head and vice versa
                 check_prmim_parts(
                     self.backbone,
@@ -208,7 +211,7 @@ class BIM(BaseSelfSupervisor):
             x, mask, ids_restore = self.backbone.forward_stem(inputs)
         x, latent = self.backbone.forward_block(x, block)
         neck, head = self.neck[block], self.head[block]
-        if is_prmim_neck(neck):
+        if isinstance(neck, PartialReconstructionMixin):
             # partial decoder: the block loss is the PR-MIM loss
             parts = prmim_losses(neck, head, latent, ids_restore, inputs)
             loss = parts['loss_kept']
