@@ -104,20 +104,14 @@ class PRMIMPretrainHead(PRMIMHeadMixin, MAEPretrainHead):
             kept_mask: torch.Tensor,
             thrown_mask: Optional[torch.Tensor] = None
     ) -> Dict[str, torch.Tensor]:
-        """Generate the losses.
+        """Generate the losses against the (normalised) image patches.
 
         Args:
-            pred (torch.Tensor): ``(B, L, P)`` predictions in patch order.
             target (torch.Tensor): The input images ``(B, C, H, W)``.
-            kept_mask (torch.Tensor): ``(B, L)``, 1 for masked tokens
-                decoded by the decoder transformer.
-            thrown_mask (torch.Tensor, optional): ``(B, L)``, 1 for thrown
-                tokens to supervise; None (or all zero) supervises none.
+            pred, kept_mask, thrown_mask: As in :meth:`kept_thrown_losses`.
 
         Returns:
-            Dict[str, torch.Tensor]: ``loss_kept`` and ``mse_kept``, plus
-            ``loss_thrown`` and ``mse_thrown`` when thrown tokens are
-            supervised.
+            Dict[str, torch.Tensor]: See :meth:`kept_thrown_losses`.
         """
         target = self.construct_target(target)
         return self.kept_thrown_losses(pred, target, kept_mask, thrown_mask)

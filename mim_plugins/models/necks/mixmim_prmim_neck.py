@@ -36,21 +36,11 @@ class PRMIMMixMIMPretrainDecoder(PartialReconstructionMixin,
     checks it against the encoder.
 
     Args:
-        throw_ratio (float): Fraction of all tokens each branch keeps out of
-            the decoder, ``0 <= throw_ratio < 1``; :class:`MixMIMPlus`
-            checks it against the mixing ratio. Defaults to 0.5.
-        sampling (str): ``'furthest'`` or ``'random'``.
-            Defaults to ``'furthest'``.
-        thrown_path (str): ``'progressive'`` or ``'none'``.
-            Defaults to ``'progressive'``.
-        num_waves (int): Waves of the progressive reconstruction, >= 1.
-            Defaults to 2.
-        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
-            Defaults to 4.
-        num_patches (int): Number of decoded tokens, a square number.
-            Defaults to 196.
-        init_cfg (dict | list[dict], optional): Initialization config.
-        **kwargs: The other arguments of :class:`MixMIMPlusPretrainDecoder`.
+        **kwargs: The PR-MIM arguments of
+            :class:`PartialReconstructionMixin` (``throw_ratio`` is checked
+            against the mixing ratio by :class:`MixMIMPlus`) and those of
+            :class:`MixMIMPlusPretrainDecoder` (``num_patches`` a square
+            number).
     """
 
     def forward(

@@ -309,19 +309,10 @@ class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
     partial reconstruction (thrown tokens get no prediction).
 
     Args:
-        throw_ratio (float): Fraction of all patches that do not enter the
-            decoder. ``0 <= throw_ratio < 1`` here; the algorithm also checks
-            ``throw_ratio < mask_ratio``. Defaults to 0.5.
-        sampling (str): How the kept masked tokens are chosen,
-            ``'furthest'`` or ``'random'``. Defaults to ``'furthest'``.
-        thrown_path (str): ``'progressive'`` or ``'none'``.
-            Defaults to ``'progressive'``.
-        num_waves (int): Waves of the progressive reconstruction, >= 1.
-            Defaults to 2.
-        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
-            Defaults to 4.
-        **kwargs: The arguments of :class:`MAEPretrainDecoder`
-            (``num_patches`` must be a square number).
+        **kwargs: The PR-MIM arguments of
+            :class:`PartialReconstructionMixin` (``throw_ratio``,
+            ``sampling``, ``thrown_path``, ``num_waves``, ``k``) and those of
+            :class:`MAEPretrainDecoder` (``num_patches`` a square number).
     """
 
     def __init__(self, **kwargs) -> None:
