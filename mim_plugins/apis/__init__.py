@@ -69,6 +69,9 @@ def register_models(force: bool = False) -> List[str]:
         return list(_PLUGIN_MODELS)
     from modelindex.load_model_index import load
 
+    # Not ModelHub.register_model_index: it raises on the first name that
+    # mmpretrain already defines (our index lists five of its MAE / MixMIM
+    # recipes, same checkpoints) after registering the entries before it.
     ModelHub._register_mmpretrain_models()
     index_file, prefix = model_index_path()
     model_index = load(index_file)

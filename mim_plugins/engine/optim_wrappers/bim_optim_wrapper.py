@@ -2,15 +2,16 @@
 import copy
 import inspect
 from collections import OrderedDict
-from contextlib import contextmanager
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-import torch
+from mmengine.model import is_model_wrapper
 from mmengine.optim import (DefaultOptimWrapperConstructor, OptimWrapper,
                             OptimWrapperDict)
 from mmpretrain.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                  OPTIMIZERS)
 from torch import nn
+
+from ...models.selfsup import BIM
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -50,21 +51,6 @@ class BIMOptimWrapper(OptimWrapperDict):
     def block(self, block: int) -> OptimWrapper:
         """The wrapper of ``block`` (0-based)."""
         return self.optim_wrappers[f'block{block + 1}']
-
-    def update_params(  # type: ignore
-            self,
-            loss: torch.Tensor,
-            block: int,
-            step_kwargs: Optional[Dict] = None,
-            zero_kwargs: Optional[Dict] = None) -> None:
-        """Backward ``loss`` and step the wrapper of ``block`` (0-based)."""
-        self.block(block).update_params(loss, step_kwargs, zero_kwargs)
-
-    @contextmanager
-    def optim_context(self, model: nn.Module, block: int):  # type: ignore
-        """The AMP / ``no_sync`` context of ``block`` (0-based)."""
-        with self.block(block).optim_context(model):
-            yield
 
     def initialize_count_status(self, model: nn.Module, init_counts: int,
                                 max_counts: int) -> None:
@@ -139,11 +125,11 @@ class BIMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model: nn.Module) -> BIMOptimWrapper:
-        if hasattr(model, 'module'):
+        if is_model_wrapper(model):
             model = model.module
-        if not hasattr(model, 'get_block_id'):
+        if not isinstance(model, BIM):
             raise TypeError('BIMOptimWrapperConstructor needs a block-wise '
-                            'model with `get_block_id` (e.g. BIM), got '
+                            "model (`model.type`='BIM'), got "
                             f'{type(model).__name__}.')
         num_blocks = model.num_blocks
         block_of = {

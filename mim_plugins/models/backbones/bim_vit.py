@@ -11,6 +11,7 @@ from mmpretrain.registry import MODELS
 from torch import nn
 
 from ..utils.checks import check_masked_vit_kwargs
+from ..utils.masked_vit import masked_vit_stem
 
 
 def check_block_boundaries(block_boundaries: Sequence[int],
@@ -140,13 +141,7 @@ class BIMViT(MAEViT):
             tuple: Tokens (B, 1 + visible, C), the mask (B, L) with 1 for
             removed patches, and the ids restoring the patch order.
         """
-        B = x.shape[0]
-        x = self.patch_embed(x)[0]
-        x = x + self.pos_embed[:, 1:, :]
-        x, mask, ids_restore = self.random_masking(x, self.mask_ratio)
-        cls_tokens = (self.cls_token + self.pos_embed[:, :1, :]).expand(
-            B, -1, -1)
-        return torch.cat((cls_tokens, x), dim=1), mask, ids_restore
+        return masked_vit_stem(self, x)
 
     def forward_block(self, x: torch.Tensor,
                       block: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ from mmpretrain.models import MAEViT
 from mmpretrain.registry import MODELS
 
 from ..utils.checks import check_masked_vit_kwargs
+from ..utils.masked_vit import masked_vit_stem
 
 
 def check_tap_indices(out_indices: Sequence[int],
@@ -121,14 +122,7 @@ class LocalMIMViT(MAEViT):
                 outs = tuple(norm(o) for norm, o in zip(self.tap_norms, outs))
             return outs
 
-        B = x.shape[0]
-        x = self.patch_embed(x)[0]
-        x = x + self.pos_embed[:, 1:, :]
-        x, mask, ids_restore = self.random_masking(x, self.mask_ratio)
-        cls_tokens = (self.cls_token + self.pos_embed[:, :1, :]).expand(
-            B, -1, -1)
-        x = torch.cat((cls_tokens, x), dim=1)
-
+        x, mask, ids_restore = masked_vit_stem(self, x)
         latents = []
         for i, layer in enumerate(self.layers):
             x = layer(x)

@@ -10,7 +10,7 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import MultiheadAttention
 from mmpretrain.registry import MODELS
 
-from ..utils.checks import check_img_size
+from ..utils.checks import check_img_size, check_mixing_ratios
 
 
 def check_pairing_batch(batch_size: int) -> None:
@@ -120,14 +120,7 @@ class MixMIMViT(MAEViT):
                  patch_cfg: dict = dict(),
                  layer_cfgs: dict = dict(),
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
-        if not 0 < mask_ratio < 1:
-            raise ValueError('`mask_ratio` (fraction of mixed cells) must be '
-                             f'in (0, 1), got {mask_ratio}')
-        if range_mask_ratio < 0 or mask_ratio + range_mask_ratio >= 1:
-            raise ValueError(
-                '`range_mask_ratio` must satisfy 0 <= range_mask_ratio < '
-                f'1 - mask_ratio (mask_ratio={mask_ratio}), got '
-                f'{range_mask_ratio}')
+        check_mixing_ratios(mask_ratio, range_mask_ratio)
         check_img_size(img_size, patch_size)
         super().__init__(
             arch=arch,
@@ -162,6 +155,29 @@ class MixMIMViT(MAEViT):
         self.cell_resolution = (h // cell_patches, w // cell_patches)
         self.range_mask_ratio = range_mask_ratio
 
+    def num_mixed_cells(self, ratio: float) -> int:
+        """Cells taken from the partner at a mixing ratio.
+
+        At least one cell of each image is kept, whatever the ratio.
+        """
+        num_cells = self.cell_resolution[0] * self.cell_resolution[1]
+        return min(max(int(num_cells * ratio), 1), num_cells - 1)
+
+    def fewest_reconstructed(self) -> int:
+        """The fewest patch tokens a decoder branch reconstructs.
+
+        Each branch reconstructs the cells of the other image: at least
+        ``min(mixed, unmixed)`` cells over the mixing ratios
+        ``[mask_ratio, mask_ratio + range_mask_ratio]``.
+        """
+        num_cells = self.cell_resolution[0] * self.cell_resolution[1]
+        fewest = num_cells
+        for ratio in (self.mask_ratio,
+                      self.mask_ratio + self.range_mask_ratio):
+            mixed = self.num_mixed_cells(ratio)
+            fewest = min(fewest, mixed, num_cells - mixed)
+        return fewest * self.cell_patches**2
+
     def random_masking(self,
                        x: torch.Tensor,
                        mask_ratio: float = 0.5) -> torch.Tensor:
@@ -178,7 +194,7 @@ class MixMIMViT(MAEViT):
         ch, cw = self.cell_resolution
         num_cells = ch * cw
         ratio = mask_ratio + random.uniform(0.0, self.range_mask_ratio)
-        num_mixed = min(max(int(num_cells * ratio), 1), num_cells - 1)
+        num_mixed = self.num_mixed_cells(ratio)
         noise = torch.rand(num_cells, device=x.device)
         mask = torch.zeros(num_cells, device=x.device)
         mask[torch.argsort(noise)[:num_mixed]] = 1

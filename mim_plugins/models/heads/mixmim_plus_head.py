@@ -6,7 +6,7 @@ from mmpretrain.models.heads import MixMIMPretrainHead
 from mmpretrain.registry import MODELS
 
 from ..utils.checks import check_range
-from .prmim_head import check_thrown_loss_weight, kept_thrown_losses
+from .prmim_head import PRMIMHeadMixin
 
 
 @MODELS.register_module()
@@ -81,7 +81,7 @@ class MixMIMPlusPretrainHead(MixMIMPretrainHead):
 
 
 @MODELS.register_module()
-class PRMIMMixMIMPretrainHead(MixMIMPlusPretrainHead):
+class PRMIMMixMIMPretrainHead(PRMIMHeadMixin, MixMIMPlusPretrainHead):
     """MixMIM unmixing head supervising kept and thrown tokens (PR-MIM).
 
     Pairs with :class:`PRMIMMixMIMPretrainDecoder`. The two branches are
@@ -102,20 +102,6 @@ class PRMIMMixMIMPretrainHead(MixMIMPlusPretrainHead):
         thrown_loss_weight (float): Weight of a thrown token relative to a
             kept one, >= 0. Defaults to 1.0.
     """
-
-    def __init__(self,
-                 loss: dict,
-                 norm_pix: bool = False,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
-                 thrown_loss_weight: float = 1.0) -> None:
-        check_thrown_loss_weight(thrown_loss_weight)
-        super().__init__(
-            loss=loss,
-            norm_pix=norm_pix,
-            patch_size=patch_size,
-            in_channels=in_channels)
-        self.thrown_loss_weight = float(thrown_loss_weight)
 
     def loss(
             self,
@@ -155,7 +141,6 @@ class PRMIMMixMIMPretrainHead(MixMIMPlusPretrainHead):
             m = branch_mask[0:1] * mixed + branch_mask[1:2] * (1 - mixed)
             return m.expand(B, -1)
 
-        return kept_thrown_losses(
-            self.loss_module, pred, target, per_image(kept_mask),
-            None if thrown_mask is None else per_image(thrown_mask),
-            self.thrown_loss_weight)
+        return self.kept_thrown_losses(
+            pred, target, per_image(kept_mask),
+            None if thrown_mask is None else per_image(thrown_mask))

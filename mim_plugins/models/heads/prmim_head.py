@@ -4,60 +4,71 @@ from typing import Dict, Optional
 import torch
 from mmpretrain.models import MAEPretrainHead
 from mmpretrain.registry import MODELS
-from torch import nn
+
+from ..utils.checks import check_range
 
 
-def check_thrown_loss_weight(thrown_loss_weight: float) -> None:
-    """Raise ``ValueError`` unless ``thrown_loss_weight`` is a number >= 0."""
-    if isinstance(
-            thrown_loss_weight,
-            bool) or not isinstance(thrown_loss_weight,
-                                    (int, float)) or thrown_loss_weight < 0:
-        raise ValueError('`thrown_loss_weight` must be a number >= 0, '
-                         f'got {thrown_loss_weight!r}')
+class PRMIMHeadMixin:
+    """Kept and thrown losses of PR-MIM, for a pixel reconstruction head.
 
-
-def kept_thrown_losses(loss_module: nn.Module, pred: torch.Tensor,
-                       target: torch.Tensor, kept_mask: torch.Tensor,
-                       thrown_mask: Optional[torch.Tensor],
-                       thrown_loss_weight: float) -> Dict[str, torch.Tensor]:
-    """The PR-MIM loss split into its kept and thrown parts.
-
-    ``loss_kept + loss_thrown = (sum_kept e + w * sum_thrown e) /
-    (n_kept + n_thrown)``, ``e`` being the per-token error of
-    ``loss_module`` (e.g. ``PixelReconstructionLoss``).
+    The one base of the PR-MIM heads (:class:`PRMIMPretrainHead` and the
+    MixMIM one): it owns ``thrown_loss_weight`` and splits the loss into
+    its kept and thrown parts (:meth:`kept_thrown_losses`). The host head
+    (listed after the mixin) provides ``loss_module``.
 
     Args:
-        loss_module (nn.Module): Per-token loss called as
-            ``loss_module(pred, target, mask)``.
-        pred (torch.Tensor): ``(B, L, P)`` predictions in patch order.
-        target (torch.Tensor): ``(B, L, P)`` targets.
-        kept_mask (torch.Tensor): ``(B, L)``, 1 for decoded masked tokens.
-        thrown_mask (torch.Tensor, optional): ``(B, L)``, 1 for thrown
-            tokens to supervise; None (or all zero) supervises none.
-        thrown_loss_weight (float): Weight ``w`` of a thrown token.
-
-    Returns:
-        Dict[str, torch.Tensor]: ``loss_kept`` and ``mse_kept``, plus
-        ``loss_thrown`` and ``mse_thrown`` when thrown tokens are supervised.
+        thrown_loss_weight (float): Weight of a thrown token relative to a
+            kept one, >= 0. Defaults to 1.0.
+        **kwargs: The arguments of the host head.
     """
-    mse_kept = loss_module(pred, target, kept_mask)
-    n_thrown = 0. if thrown_mask is None else float(thrown_mask.sum())
-    if n_thrown == 0:
-        return dict(loss_kept=mse_kept, mse_kept=mse_kept.detach())
 
-    mse_thrown = loss_module(pred, target, thrown_mask)
-    n_kept = float(kept_mask.sum())
-    n_total = n_kept + n_thrown
-    return dict(
-        loss_kept=mse_kept * (n_kept / n_total),
-        loss_thrown=mse_thrown * (thrown_loss_weight * n_thrown / n_total),
-        mse_kept=mse_kept.detach(),
-        mse_thrown=mse_thrown.detach())
+    def __init__(self, thrown_loss_weight: float = 1.0, **kwargs) -> None:
+        check_range('thrown_loss_weight', thrown_loss_weight, 0)
+        super().__init__(**kwargs)
+        self.thrown_loss_weight = float(thrown_loss_weight)
+
+    def kept_thrown_losses(
+            self, pred: torch.Tensor, target: torch.Tensor,
+            kept_mask: torch.Tensor,
+            thrown_mask: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The PR-MIM loss split into its kept and thrown parts.
+
+        ``loss_kept + loss_thrown = (sum_kept e + w * sum_thrown e) /
+        (n_kept + n_thrown)``, ``e`` being the per-token error of
+        ``loss_module`` (e.g. ``PixelReconstructionLoss``) and ``w`` the
+        ``thrown_loss_weight``.
+
+        Args:
+            pred (torch.Tensor): ``(B, L, P)`` predictions in patch order.
+            target (torch.Tensor): ``(B, L, P)`` targets.
+            kept_mask (torch.Tensor): ``(B, L)``, 1 for decoded masked
+                tokens.
+            thrown_mask (torch.Tensor, optional): ``(B, L)``, 1 for thrown
+                tokens to supervise; None (or all zero) supervises none.
+
+        Returns:
+            Dict[str, torch.Tensor]: ``loss_kept`` and ``mse_kept``, plus
+            ``loss_thrown`` and ``mse_thrown`` when thrown tokens are
+            supervised.
+        """
+        mse_kept = self.loss_module(pred, target, kept_mask)
+        n_thrown = 0. if thrown_mask is None else float(thrown_mask.sum())
+        if n_thrown == 0:
+            return dict(loss_kept=mse_kept, mse_kept=mse_kept.detach())
+
+        mse_thrown = self.loss_module(pred, target, thrown_mask)
+        n_kept = float(kept_mask.sum())
+        n_total = n_kept + n_thrown
+        weight = self.thrown_loss_weight
+        return dict(
+            loss_kept=mse_kept * (n_kept / n_total),
+            loss_thrown=mse_thrown * (weight * n_thrown / n_total),
+            mse_kept=mse_kept.detach(),
+            mse_thrown=mse_thrown.detach())
 
 
 @MODELS.register_module()
-class PRMIMPretrainHead(MAEPretrainHead):
+class PRMIMPretrainHead(PRMIMHeadMixin, MAEPretrainHead):
     """MAE pixel head that supervises kept and thrown masked tokens.
 
     Implementation of `PR-MIM: Delving Deeper into Partial Reconstruction in
@@ -86,20 +97,6 @@ class PRMIMPretrainHead(MAEPretrainHead):
             kept one, >= 0. Defaults to 1.0.
     """
 
-    def __init__(self,
-                 loss: dict,
-                 norm_pix: bool = False,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
-                 thrown_loss_weight: float = 1.0) -> None:
-        check_thrown_loss_weight(thrown_loss_weight)
-        super().__init__(
-            loss=loss,
-            norm_pix=norm_pix,
-            patch_size=patch_size,
-            in_channels=in_channels)
-        self.thrown_loss_weight = float(thrown_loss_weight)
-
     def loss(
             self,
             pred: torch.Tensor,
@@ -107,21 +104,14 @@ class PRMIMPretrainHead(MAEPretrainHead):
             kept_mask: torch.Tensor,
             thrown_mask: Optional[torch.Tensor] = None
     ) -> Dict[str, torch.Tensor]:
-        """Generate the losses.
+        """Generate the losses against the (normalised) image patches.
 
         Args:
-            pred (torch.Tensor): ``(B, L, P)`` predictions in patch order.
             target (torch.Tensor): The input images ``(B, C, H, W)``.
-            kept_mask (torch.Tensor): ``(B, L)``, 1 for masked tokens
-                decoded by the decoder transformer.
-            thrown_mask (torch.Tensor, optional): ``(B, L)``, 1 for thrown
-                tokens to supervise; None (or all zero) supervises none.
+            pred, kept_mask, thrown_mask: As in :meth:`kept_thrown_losses`.
 
         Returns:
-            Dict[str, torch.Tensor]: ``loss_kept`` and ``mse_kept``, plus
-            ``loss_thrown`` and ``mse_thrown`` when thrown tokens are
-            supervised.
+            Dict[str, torch.Tensor]: See :meth:`kept_thrown_losses`.
         """
         target = self.construct_target(target)
-        return kept_thrown_losses(self.loss_module, pred, target, kept_mask,
-                                  thrown_mask, self.thrown_loss_weight)
+        return self.kept_thrown_losses(pred, target, kept_mask, thrown_mask)

@@ -13,7 +13,7 @@ from mmpretrain.models.utils import (LayerNorm2d,
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils.checks import check_divisible
+from ..utils.checks import check_divisible, check_square
 
 # Scale of a decoder's output grid relative to the patch grid.
 LOCALMIM_SCALES = (4, 2, 1, 0.5)
@@ -77,10 +77,7 @@ class LocalMIMDecoder(MAEPretrainDecoder):
         if scale == 4 and decoder_embed_dim % 4:
             raise ValueError('`decoder_embed_dim` must be divisible by 4 for '
                              f'scale 4, got {decoder_embed_dim}')
-        side = int(round(num_patches**.5))
-        if side * side != num_patches:
-            raise ValueError('`num_patches` must be a square number, got '
-                             f'{num_patches}')
+        side = check_square('num_patches', num_patches)
         check_divisible('decoder_embed_dim', decoder_embed_dim,
                         decoder_num_heads, 'decoder_num_heads')
         super().__init__(

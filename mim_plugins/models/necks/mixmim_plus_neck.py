@@ -6,7 +6,7 @@ from mmpretrain.models.necks import MixMIMPretrainDecoder
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils.checks import check_divisible
+from ..utils.checks import check_choice, check_divisible, check_square
 
 DECODER_INIT_MODES = ('official', 'mmpretrain')
 
@@ -63,13 +63,9 @@ class MixMIMPlusPretrainDecoder(MixMIMPretrainDecoder):
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_mode: str = 'official',
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
-        if init_mode not in DECODER_INIT_MODES:
-            raise ValueError(f'`init_mode` must be one of '
-                             f'{DECODER_INIT_MODES}, got {init_mode!r}')
-        side = int(round(num_patches**.5))
-        if side * side != num_patches:
-            raise ValueError('`num_patches` must be a square number (2-D '
-                             f'sin-cos position embedding), got {num_patches}')
+        check_choice('init_mode', init_mode, DECODER_INIT_MODES)
+        # the 2-D sin-cos position embedding needs a square grid
+        check_square('num_patches', num_patches)
         check_divisible('decoder_embed_dim', decoder_embed_dim,
                         decoder_num_heads, 'decoder_num_heads')
         super().__init__(

@@ -1,11 +1,11 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import List, Optional, Tuple, Union
+from typing import Tuple
 
 import torch
 from mmpretrain.registry import MODELS
 
 from .mixmim_plus_neck import MixMIMPlusPretrainDecoder
-from .prmim_neck import PartialReconstructionMixin, _ascending_true_indices
+from .prmim_neck import PartialReconstructionMixin
 
 
 @MODELS.register_module()
@@ -36,37 +36,12 @@ class PRMIMMixMIMPretrainDecoder(PartialReconstructionMixin,
     checks it against the encoder.
 
     Args:
-        throw_ratio (float): Fraction of all tokens each branch keeps out of
-            the decoder, ``0 <= throw_ratio < 1``; :class:`MixMIMPlus`
-            checks it against the mixing ratio. Defaults to 0.5.
-        sampling (str): ``'furthest'`` or ``'random'``.
-            Defaults to ``'furthest'``.
-        thrown_path (str): ``'progressive'`` or ``'none'``.
-            Defaults to ``'progressive'``.
-        num_waves (int): Waves of the progressive reconstruction, >= 1.
-            Defaults to 2.
-        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
-            Defaults to 4.
-        num_patches (int): Number of decoded tokens, a square number.
-            Defaults to 196.
-        init_cfg (dict | list[dict], optional): Initialization config.
-        **kwargs: The other arguments of :class:`MixMIMPlusPretrainDecoder`.
+        **kwargs: The PR-MIM arguments of
+            :class:`PartialReconstructionMixin` (``throw_ratio`` is checked
+            against the mixing ratio by :class:`MixMIMPlus`) and those of
+            :class:`MixMIMPlusPretrainDecoder` (``num_patches`` a square
+            number).
     """
-
-    def __init__(self,
-                 throw_ratio: float = 0.5,
-                 sampling: str = 'furthest',
-                 thrown_path: str = 'progressive',
-                 num_waves: int = 2,
-                 k: int = 4,
-                 num_patches: int = 196,
-                 init_cfg: Optional[Union[List[dict], dict]] = None,
-                 **kwargs) -> None:
-        self.check_partial_args(throw_ratio, sampling, thrown_path, num_waves,
-                                k, num_patches)
-        super().__init__(num_patches=num_patches, init_cfg=init_cfg, **kwargs)
-        self.init_partial(throw_ratio, sampling, thrown_path, num_waves, k,
-                          num_patches)
 
     def forward(
             self, x: torch.Tensor, mask: torch.Tensor
@@ -94,56 +69,21 @@ class PRMIMMixMIMPretrainDecoder(PartialReconstructionMixin,
         if L != self.num_patches:
             raise ValueError(f'the decoder was built for {self.num_patches} '
                              f'tokens (`num_patches`), got {L}')
-        num_thrown = self.num_thrown(L)
-        # branch 1 sees the mask == 0 cells, branch 2 the mask == 1 cells
+        # branch 1 sees the mask == 0 cells, branch 2 the mask == 1 cells;
+        # the mask is shared by the batch, so is each branch's selection
         mixed = mask.reshape(-1).bool()
         visible = torch.stack([~mixed, mixed])
-        in_decoder = visible.clone()
-        for branch in range(2):
-            num_masked = L - int(visible[branch].sum())
-            num_kept = num_masked - num_thrown
-            if num_kept < 1:
-                raise ValueError(
-                    f'`throw_ratio`={self.throw_ratio} throws {num_thrown} '
-                    f'of the {num_masked} tokens branch '
-                    f'{branch + 1} reconstructs: none is left for the '
-                    'decoder; lower throw_ratio below the mixing ratio')
-            kept = self.select_kept(visible[branch:branch + 1], num_kept)
-            in_decoder[branch, kept[0]] = True
+        in_decoder = torch.cat(
+            [self.select_decoded(visible[b:b + 1]) for b in range(2)])
 
         x = self.decoder_embed(x)
-        C = x.shape[-1]
         mask_tokens = self.mask_token.expand(B, L, -1)
         x1 = x * (1 - mask) + mask_tokens * mask
         x2 = x * mask + mask_tokens * (1 - mask)
         tokens = torch.cat([x1, x2], dim=0) + self.decoder_pos_embed
 
-        # decoded tokens in patch order: with throw_ratio=0 this is exactly
-        # MixMIM's decoder input; rows [0, B) are branch 1, [B, 2B) branch 2
-        dec_pos = _ascending_true_indices(in_decoder, L - num_thrown)
-        dec_pos = dec_pos.repeat_interleave(B, dim=0)
-        seq = tokens.gather(1, dec_pos[:, :, None].expand(-1, -1, C))
-        for blk in self.decoder_blocks:
-            seq = blk(seq)
-        dec_pred = self.decoder_pred(self.decoder_norm(seq))
-        P = dec_pred.shape[-1]
-
-        thrown = ~in_decoder
-        all_pos, all_pred = dec_pos, dec_pred
-        if num_thrown > 0:
-            thrown_pos = _ascending_true_indices(thrown, num_thrown)
-            thrown_pos = thrown_pos.repeat_interleave(B, dim=0)
-            if self.reconstructs_thrown:
-                thrown_feats = self.reconstruct_thrown(seq, dec_pos,
-                                                       thrown_pos)
-                thrown_pred = self.decoder_pred(
-                    self.decoder_norm(thrown_feats))
-            else:
-                thrown_pred = dec_pred.new_zeros(2 * B, num_thrown, P)
-            all_pos = torch.cat([dec_pos, thrown_pos], dim=1)
-            all_pred = torch.cat([dec_pred, thrown_pred], dim=1)
-        x_rec = all_pred.gather(
-            1,
-            all_pos.argsort(dim=1)[:, :, None].expand(-1, -1, P))
+        # rows [0, B) are branch 1, [B, 2B) branch 2
+        x_rec = self.decode_partial(tokens,
+                                    in_decoder.repeat_interleave(B, dim=0))
         kept_mask = (~visible & in_decoder).to(x_rec.dtype)
-        return x_rec, kept_mask, thrown.to(x_rec.dtype)
+        return x_rec, kept_mask, (~in_decoder).to(x_rec.dtype)

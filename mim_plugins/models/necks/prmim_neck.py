@@ -1,12 +1,11 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-import math
 from typing import List, Optional, Tuple, Union
 
 import torch
 from mmpretrain.models import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 
-from ..utils.checks import check_divisible
+from ..utils.checks import check_choice, check_divisible, check_square
 from ..utils.furthest_sampling import (furthest_sampling, grid_sq_distances,
                                        min_sq_distance_to_set, random_sampling)
 
@@ -23,49 +22,60 @@ def _ascending_true_indices(flags: torch.Tensor, count: int) -> torch.Tensor:
 
 
 class PartialReconstructionMixin:
-    """Furthest sampling and progressive reconstruction for MAE decoders.
+    """Partial decoding with progressive reconstruction, for MAE decoders.
 
-    Shared by every partial decoder (:class:`PRMIMPretrainDecoder` and the
-    MixMIM one): the host decoder provides ``mask_token``,
-    ``decoder_pos_embed`` and ``num_patches``; the mixin validates the
-    PR-MIM arguments and adds :meth:`select_kept` and
-    :meth:`reconstruct_thrown`.
+    The one implementation of PR-MIM's decoder side, shared by
+    :class:`PRMIMPretrainDecoder` and the MixMIM one: it owns and validates
+    the PR-MIM arguments, chooses the kept tokens (:meth:`select_decoded`),
+    runs the host's decoder blocks on the decoded tokens only and predicts
+    the thrown ones by the progressive path (:meth:`decode_partial`). The
+    host decoder (listed after the mixin) provides ``mask_token``,
+    ``decoder_pos_embed``, ``decoder_blocks``, ``decoder_norm``,
+    ``decoder_pred`` and ``num_patches``.
+
+    Args:
+        throw_ratio (float): Fraction of all tokens that do not enter the
+            decoder, ``0 <= throw_ratio < 1``; the algorithm checks it
+            against its masking with :meth:`check_throw`. Defaults to 0.5.
+        sampling (str): How the kept tokens are chosen, ``'furthest'`` or
+            ``'random'``. Defaults to ``'furthest'``.
+        thrown_path (str): ``'progressive'`` or ``'none'``.
+            Defaults to ``'progressive'``.
+        num_waves (int): Waves of the progressive reconstruction, >= 1.
+            Defaults to 2.
+        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
+            Defaults to 4.
+        num_patches (int): Tokens the decoder sees, a square number (square
+            grid). Defaults to 196.
+        **kwargs: The arguments of the host decoder.
     """
 
     SAMPLINGS = ('furthest', 'random')
     THROWN_PATHS = ('progressive', 'none')
 
-    @classmethod
-    def check_partial_args(cls, throw_ratio: float, sampling: str,
-                           thrown_path: str, num_waves: int, k: int,
-                           num_patches: int) -> None:
-        """Raise ``ValueError`` on a bad PR-MIM argument."""
+    def __init__(self,
+                 throw_ratio: float = 0.5,
+                 sampling: str = 'furthest',
+                 thrown_path: str = 'progressive',
+                 num_waves: int = 2,
+                 k: int = 4,
+                 num_patches: int = 196,
+                 **kwargs) -> None:
         is_number = isinstance(
             throw_ratio, (int, float)) and not isinstance(throw_ratio, bool)
         if not is_number or not 0 <= throw_ratio < 1:
             raise ValueError('`throw_ratio` must be a number with '
                              f'0 <= throw_ratio < 1, got {throw_ratio!r}')
-        if sampling not in cls.SAMPLINGS:
-            raise ValueError(f'`sampling` must be one of {cls.SAMPLINGS}, '
-                             f'got {sampling!r}')
-        if thrown_path not in cls.THROWN_PATHS:
-            raise ValueError('`thrown_path` must be one of '
-                             f'{cls.THROWN_PATHS}, got {thrown_path!r}')
+        check_choice('sampling', sampling, self.SAMPLINGS)
+        check_choice('thrown_path', thrown_path, self.THROWN_PATHS)
         for name, value in (('num_waves', num_waves), ('k', k)):
             # bool is an int subclass; reject it explicitly
             valid = isinstance(value, int) and not isinstance(value, bool)
             if not valid or value < 1:
                 raise ValueError(
                     f'`{name}` must be an int >= 1, got {value!r}')
-        side = math.isqrt(num_patches)
-        if side * side != num_patches:
-            raise ValueError('`num_patches` must be a square number (square '
-                             f'patch grid), got {num_patches!r}')
-
-    def init_partial(self, throw_ratio: float, sampling: str, thrown_path: str,
-                     num_waves: int, k: int, num_patches: int) -> None:
-        """Store the PR-MIM arguments (after the host ``__init__``)."""
-        side = math.isqrt(num_patches)
+        side = check_square('num_patches', num_patches)
+        super().__init__(num_patches=num_patches, **kwargs)
         self.throw_ratio = float(throw_ratio)
         self.sampling = sampling
         self.thrown_path = thrown_path
@@ -77,6 +87,39 @@ class PartialReconstructionMixin:
             'grid_sq_dist',
             grid_sq_distances(self.grid_size),
             persistent=False)
+
+    def check_throw(self, fewest: int, context: str, where: str = '') -> None:
+        """Check ``throw_ratio`` and ``k`` against the encoder's masking.
+
+        Called at build time by the algorithm, which knows the masking.
+
+        Args:
+            fewest (int): The fewest of the ``num_patches`` tokens that one
+                sample (or branch) may have to reconstruct.
+            context (str): The encoder settings giving ``fewest``, e.g.
+                ``'mask_ratio=0.75'``.
+            where (str): Appended to the message to locate the decoder, e.g.
+                ``' (block 2)'``. Defaults to ``''``.
+
+        Raises:
+            ValueError: If no token to reconstruct would be left for the
+                decoder, or ``k`` exceeds the decoded tokens.
+        """
+        L = self.num_patches
+        num_thrown = self.num_thrown()
+        if num_thrown >= fewest:
+            # int(L * t) < fewest  <=>  t < fewest / L
+            raise ValueError(
+                f'`throw_ratio`={self.throw_ratio} throws {num_thrown} of '
+                f'the {fewest} tokens a sample may reconstruct ({context}), '
+                f'leaving none for the decoder: use 0 <= throw_ratio < '
+                f'{fewest}/{L} = {fewest / L:.4g}{where}')
+        num_decoded = L - num_thrown
+        if num_thrown > 0 and self.reconstructs_thrown and \
+                self.k > num_decoded:
+            raise ValueError(f'`k`={self.k} exceeds the {num_decoded} decoded '
+                             'tokens a thrown token can mix; use 1 <= k <= '
+                             f'{num_decoded}{where}')
 
     def patch_pos_embed(self) -> torch.Tensor:
         """``(L, C)`` decoder position embedding of the patch tokens."""
@@ -95,21 +138,89 @@ class PartialReconstructionMixin:
         """Whether thrown tokens get a prediction (and can be supervised)."""
         return self.thrown_path != 'none'
 
-    def select_kept(self, visible: torch.Tensor,
-                    num_kept: int) -> torch.Tensor:
-        """Choose the masked tokens that enter the decoder.
+    def select_decoded(self, visible: torch.Tensor) -> torch.Tensor:
+        """Choose the tokens that enter the decoder.
+
+        Every row keeps its visible tokens and ``num_masked - num_thrown``
+        of its masked ones, chosen by ``sampling`` (furthest sampling is
+        seeded by the visible cells).
 
         Args:
-            visible (torch.Tensor): ``(B, L)`` bool, visible patches.
-            num_kept (int): Masked tokens to keep per sample.
+            visible (torch.Tensor): ``(N, L)`` bool, visible tokens; every
+                row has the same number of them.
 
         Returns:
-            torch.Tensor: ``(B, num_kept)`` long patch indices.
+            torch.Tensor: ``(N, L)`` bool, the decoded tokens.
         """
+        N, L = visible.shape
+        num_masked = L - int(visible[0].sum())
+        num_thrown = self.num_thrown(L)
+        num_kept = num_masked - num_thrown
+        if num_kept < 1:
+            raise ValueError(
+                f'`throw_ratio`={self.throw_ratio} throws {num_thrown} of '
+                f'the {num_masked} tokens to reconstruct: none is left for '
+                'the decoder; use throw_ratio < mask_ratio')
         if self.sampling == 'furthest':
-            return furthest_sampling(~visible, visible, num_kept,
+            kept = furthest_sampling(~visible, visible, num_kept,
                                      self.grid_sq_dist)[0]
-        return random_sampling(~visible, num_kept)
+        else:
+            kept = random_sampling(~visible, num_kept)
+        in_decoder = visible.clone()
+        rows = torch.arange(N, device=visible.device)[:, None]
+        in_decoder[rows, kept] = True
+        return in_decoder
+
+    def decode_partial(self,
+                       tokens: torch.Tensor,
+                       in_decoder: torch.Tensor,
+                       prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Decode the chosen tokens and predict the thrown ones.
+
+        Args:
+            tokens (torch.Tensor): ``(N, L, C)`` decoder input of every token
+                in patch order (mask tokens where masked), position
+                embedding added.
+            in_decoder (torch.Tensor): ``(N, L)`` bool from
+                :meth:`select_decoded`.
+            prefix (torch.Tensor, optional): ``(N, 1, C)`` token put before
+                the decoded ones and dropped after the blocks (MAE's [CLS]).
+
+        Returns:
+            torch.Tensor: ``(N, L, P)`` predictions in patch order: decoder
+            predictions for the decoded tokens, progressive-path ones for
+            the thrown tokens (zeros with ``thrown_path='none'``).
+        """
+        N, L, C = tokens.shape
+        num_thrown = self.num_thrown(L)
+        # decoded tokens stay in patch order: with throw_ratio=0 this is
+        # exactly the host decoder's input
+        dec_pos = _ascending_true_indices(in_decoder, L - num_thrown)
+        seq = tokens.gather(1, dec_pos[:, :, None].expand(-1, -1, C))
+        if prefix is not None:
+            seq = torch.cat([prefix, seq], dim=1)
+        for blk in self.decoder_blocks:
+            seq = blk(seq)
+        feats = seq if prefix is None else seq[:, prefix.shape[1]:, :]
+        pred = self.decoder_pred(self.decoder_norm(feats))
+        if num_thrown == 0:
+            return pred
+
+        thrown_pos = _ascending_true_indices(~in_decoder, num_thrown)
+        if self.reconstructs_thrown:
+            thrown_feats = self.reconstruct_thrown(feats, dec_pos, thrown_pos)
+            # shared final norm and prediction head
+            thrown_pred = self.decoder_pred(self.decoder_norm(thrown_feats))
+        else:
+            # plain partial reconstruction: no prediction, no gradient
+            thrown_pred = pred.new_zeros(N, num_thrown, pred.shape[-1])
+        all_pos = torch.cat([dec_pos, thrown_pos], dim=1)
+        all_pred = torch.cat([pred, thrown_pred], dim=1)
+        # back to patch order (all_pos is a permutation of each row)
+        return all_pred.gather(
+            1,
+            all_pos.argsort(dim=1)[:, :, None].expand(-1, -1,
+                                                      all_pred.shape[-1]))
 
     def reconstruct_thrown(self, feats: torch.Tensor, feat_pos: torch.Tensor,
                            thrown_pos: torch.Tensor) -> torch.Tensor:
@@ -198,39 +309,18 @@ class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
     partial reconstruction (thrown tokens get no prediction).
 
     Args:
-        throw_ratio (float): Fraction of all patches that do not enter the
-            decoder. ``0 <= throw_ratio < 1`` here; the algorithm also checks
-            ``throw_ratio < mask_ratio``. Defaults to 0.5.
-        sampling (str): How the kept masked tokens are chosen,
-            ``'furthest'`` or ``'random'``. Defaults to ``'furthest'``.
-        thrown_path (str): ``'progressive'`` or ``'none'``.
-            Defaults to ``'progressive'``.
-        num_waves (int): Waves of the progressive reconstruction, >= 1.
-            Defaults to 2.
-        k (int): Reconstructed neighbours mixed per thrown token, >= 1.
-            Defaults to 4.
-        **kwargs: The arguments of :class:`MAEPretrainDecoder`
-            (``num_patches`` must be a square number).
+        **kwargs: The PR-MIM arguments of
+            :class:`PartialReconstructionMixin` (``throw_ratio``,
+            ``sampling``, ``thrown_path``, ``num_waves``, ``k``) and those of
+            :class:`MAEPretrainDecoder` (``num_patches`` a square number).
     """
 
-    def __init__(self,
-                 throw_ratio: float = 0.5,
-                 sampling: str = 'furthest',
-                 thrown_path: str = 'progressive',
-                 num_waves: int = 2,
-                 k: int = 4,
-                 num_patches: int = 196,
-                 init_cfg: Optional[Union[List[dict], dict]] = None,
-                 **kwargs) -> None:
-        self.check_partial_args(throw_ratio, sampling, thrown_path, num_waves,
-                                k, num_patches)
+    def __init__(self, **kwargs) -> None:
         check_divisible('decoder_embed_dim',
                         kwargs.get('decoder_embed_dim', 512),
                         kwargs.get('decoder_num_heads', 16),
                         'decoder_num_heads')
-        super().__init__(num_patches=num_patches, init_cfg=init_cfg, **kwargs)
-        self.init_partial(throw_ratio, sampling, thrown_path, num_waves, k,
-                          num_patches)
+        super().__init__(**kwargs)
 
     def forward(
         self, x: torch.Tensor, ids_restore: torch.Tensor
@@ -258,13 +348,8 @@ class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
         """
         B, L = ids_restore.shape
         num_visible = x.shape[1] - 1
-        num_thrown = self.num_thrown(L)
-        num_kept = L - num_visible - num_thrown
-        if num_kept < 1:
-            raise ValueError(
-                f'`throw_ratio`={self.throw_ratio} throws {num_thrown} of '
-                f'{L - num_visible} masked tokens: no masked token is left '
-                'for the decoder; use throw_ratio < mask_ratio')
+        visible = ids_restore < num_visible
+        in_decoder = self.select_decoded(visible)
 
         x = self.decoder_embed(x)
         # every patch token in patch order, as in MAE (mask tokens at the
@@ -278,42 +363,7 @@ class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
         tokens = tokens + self.decoder_pos_embed[:, 1:, :]
         cls_token = x[:, :1, :] + self.decoder_pos_embed[:, :1, :]
 
-        visible = ids_restore < num_visible
-        batch = torch.arange(B, device=x.device)[:, None]
-        in_decoder = visible.clone()
-        in_decoder[batch, self.select_kept(visible, num_kept)] = True
-        # decoded tokens stay in patch order: with throw_ratio=0 this is
-        # exactly MAE's decoder input
-        dec_pos = _ascending_true_indices(in_decoder, L - num_thrown)
-        decoded_tokens = tokens.gather(
-            1, dec_pos[:, :, None].expand(-1, -1, x.shape[2]))
-        seq = torch.cat([cls_token, decoded_tokens], dim=1)
-
-        for blk in self.decoder_blocks:
-            seq = blk(seq)
-        feats = seq[:, 1:, :]
-        dec_pred = self.decoder_pred(self.decoder_norm(feats))
-        P = dec_pred.shape[-1]
-
-        thrown = ~in_decoder
-        all_pos, all_pred = dec_pos, dec_pred
-        if num_thrown > 0:
-            thrown_pos = _ascending_true_indices(thrown, num_thrown)
-            if self.reconstructs_thrown:
-                thrown_feats = self.reconstruct_thrown(feats, dec_pos,
-                                                       thrown_pos)
-                # shared final norm and prediction head
-                thrown_pred = self.decoder_pred(
-                    self.decoder_norm(thrown_feats))
-            else:
-                # plain partial reconstruction: no prediction, no gradient
-                thrown_pred = dec_pred.new_zeros(B, num_thrown, P)
-            all_pos = torch.cat([dec_pos, thrown_pos], dim=1)
-            all_pred = torch.cat([dec_pred, thrown_pred], dim=1)
-        # back to patch order (all_pos is a permutation of each row)
-        pred = all_pred.gather(
-            1,
-            all_pos.argsort(dim=1)[:, :, None].expand(-1, -1, P))
+        pred = self.decode_partial(tokens, in_decoder, prefix=cls_token)
         kept_mask = (~visible & in_decoder).to(pred.dtype)
-        thrown_mask = thrown.to(pred.dtype)
+        thrown_mask = (~in_decoder).to(pred.dtype)
         return pred, kept_mask, thrown_mask

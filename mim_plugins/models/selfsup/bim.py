@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import copy
 from collections import OrderedDict
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -11,12 +12,14 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ..backbones.bim_vit import BIMViT
+from ..heads.prmim_head import PRMIMHeadMixin
+from ..necks.prmim_neck import PartialReconstructionMixin
 from ..utils.checks import check_mae_parts
-from .prmim import (check_prmim_parts, is_prmim_head, is_prmim_neck,
-                    prmim_losses)
+from .prmim import check_prmim_parts, prmim_losses
 
-BlockForward = Callable[..., Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                   torch.Tensor]]
+BlockForward = Callable[..., Tuple[Dict[str, torch.Tensor], torch.Tensor,
+                                   torch.Tensor, torch.Tensor]]
 
 
 def _per_block_cfgs(cfg: Union[dict, Sequence[dict], nn.Module], name: str,
@@ -33,32 +36,6 @@ def _per_block_cfgs(cfg: Union[dict, Sequence[dict], nn.Module], name: str,
         return list(cfg)
     raise TypeError(f'{name} must be a dict or a list of {num_blocks} dicts, '
                     f'got {type(cfg)}.')
-
-
-class BIMBlockUnit(nn.Module):
-    """The parameters and forward of one BIM block, as a module.
-
-    It registers exactly the parameters block k owns (encoder layers, block
-    norm, decoder, head; the stem for block 1) without owning the model, so
-    that each block can be wrapped in its own ``DistributedDataParallel``
-    whose all-reduce fires right after that block's backward.
-
-    Args:
-        model (BIM): The algorithm (kept as a plain attribute).
-        block (int): Block index (0-based).
-    """
-
-    def __init__(self, model: 'BIM', block: int) -> None:
-        super().__init__()
-        self.block = block
-        self.params = nn.ParameterList(model.block_parameters(block))
-        # A bound method, not a submodule: the unit must not register the
-        # whole model's parameters.
-        self._forward_block = model.forward_block
-
-    def forward(self, *args, **kwargs):
-        """Same as ``BIM.forward_block(block, ...)``."""
-        return self._forward_block(self.block, *args, **kwargs)
 
 
 @MODELS.register_module()
@@ -109,7 +86,7 @@ class BIM(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        if not hasattr(self.backbone, 'forward_block'):
+        if not isinstance(self.backbone, BIMViT):
             raise TypeError('BIM needs a block-wise backbone: backbone.type '
                             'must be "BIMViT" (with block_boundaries), got '
                             f'{type(self.backbone).__name__}.')
@@ -125,7 +102,8 @@ class BIM(BaseSelfSupervisor):
             for m in _per_block_cfgs(head, 'head', num_blocks)
         ])
         for k, (neck_k, head_k) in enumerate(zip(self.neck, self.head)):
-            if is_prmim_neck(neck_k) or is_prmim_head(head_k):
+            if isinstance(neck_k, PartialReconstructionMixin) or isinstance(
+                    head_k, PRMIMHeadMixin):
                 # a PR-MIM decoder needs a PR-MIM head and vice versa
                 check_prmim_parts(
                     self.backbone,
@@ -135,10 +113,6 @@ class BIM(BaseSelfSupervisor):
                     where=f' (block {k + 1})')
             else:
                 check_mae_parts(self.backbone, neck_k, head_k)
-        self._block_units: Optional[List[BIMBlockUnit]] = None
-        # detached per-block extras of the last forward (PR-MIM kept/thrown
-        # means), logged next to ``loss_block{k}``
-        self._block_log_vars: Dict[int, Dict[str, torch.Tensor]] = {}
 
     @property
     def num_blocks(self) -> int:
@@ -168,16 +142,6 @@ class BIM(BaseSelfSupervisor):
             if self.get_block_id(name) == block
         ]
 
-    def block_units(self) -> List[BIMBlockUnit]:
-        """One :class:`BIMBlockUnit` per block (built once)."""
-        if self._block_units is None:
-            # A plain list: units share the model's parameters and must not
-            # appear in its state dict.
-            self.__dict__['_block_units'] = [
-                BIMBlockUnit(self, k) for k in range(self.num_blocks)
-            ]
-        return self._block_units
-
     def extract_feat(self, inputs: torch.Tensor):
         """Un-masked features of the full-depth encoder."""
         return self.backbone(inputs, mask=None)
@@ -189,7 +153,8 @@ class BIM(BaseSelfSupervisor):
         inputs: torch.Tensor,
         mask: Optional[torch.Tensor] = None,
         ids_restore: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, torch.Tensor,
+               torch.Tensor]:
         """Forward one block, its decoder and its head.
 
         Args:
@@ -201,28 +166,32 @@ class BIM(BaseSelfSupervisor):
             ids_restore (torch.Tensor, optional): Restore ids from block 0.
 
         Returns:
-            tuple: ``loss``, the block output detached from the graph (the
-            next block's input), ``mask`` and ``ids_restore``.
+            tuple: The block's losses (``loss_block{k}``, plus the detached
+            ``mse_kept_block{k}`` / ``mse_thrown_block{k}`` of a PR-MIM
+            decoder), the block output detached from the graph (the next
+            block's input), ``mask`` and ``ids_restore``.
         """
         if block == 0:
             x, mask, ids_restore = self.backbone.forward_stem(inputs)
         x, latent = self.backbone.forward_block(x, block)
         neck, head = self.neck[block], self.head[block]
-        if is_prmim_neck(neck):
+        name = f'block{block + 1}'
+        if isinstance(neck, PartialReconstructionMixin):
             # partial decoder: the block loss is the PR-MIM loss
             parts = prmim_losses(neck, head, latent, ids_restore, inputs)
             loss = parts['loss_kept']
             if 'loss_thrown' in parts:
                 loss = loss + parts['loss_thrown']
-            self._block_log_vars[block] = {
-                f'{name}_block{block + 1}': parts[name].detach()
-                for name in ('mse_kept', 'mse_thrown') if name in parts
-            }
+            # no 'loss' in these names: mmengine sums every '*loss*' key
+            losses = {f'loss_{name}': loss}
+            losses.update((f'{key}_{name}', parts[key].detach())
+                          for key in ('mse_kept', 'mse_thrown')
+                          if key in parts)
         else:
             pred = neck(latent, ids_restore)
-            loss = head.loss(pred, inputs, mask)
+            losses = {f'loss_{name}': head.loss(pred, inputs, mask)}
         # Cut the graph: block k+1 never back-propagates into block k.
-        return loss, x.detach(), mask, ids_restore
+        return losses, x.detach(), mask, ids_restore
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -235,11 +204,9 @@ class BIM(BaseSelfSupervisor):
         losses = OrderedDict()
         x = mask = ids_restore = None
         for k in range(self.num_blocks):
-            loss, x, mask, ids_restore = self.forward_block(
+            block_losses, x, mask, ids_restore = self.forward_block(
                 k, x, inputs, mask, ids_restore)
-            losses[f'loss_block{k + 1}'] = loss
-            # no 'loss' in these names: mmengine sums every '*loss*' key
-            losses.update(self._block_log_vars.pop(k, {}))
+            losses.update(block_losses)
         return losses
 
     def train_step(
@@ -261,9 +228,10 @@ class BIM(BaseSelfSupervisor):
                 keyed ``block1`` .. ``blockK`` (built by
                 ``BIMOptimWrapperConstructor``).
             block_forwards (Sequence[callable], optional): Callables running
-                each block, e.g. the per-block DDP modules of
+                each block like :meth:`forward_block` without its ``block``
+                argument, e.g. the per-block DDP modules of
                 ``BIMDistributedDataParallel``. Defaults to
-                :meth:`block_units`.
+                :meth:`forward_block` of each block.
 
         Returns:
             dict[str, torch.Tensor]: ``loss`` (sum of the block losses) and
@@ -279,7 +247,9 @@ class BIM(BaseSelfSupervisor):
             optim_wrapper[f'block{k + 1}'] for k in range(self.num_blocks)
         ]
         if block_forwards is None:
-            block_forwards = self.block_units()
+            block_forwards = [
+                partial(self.forward_block, k) for k in range(self.num_blocks)
+            ]
         data = self.data_preprocessor(data, True)
         inputs = data['inputs']
         inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
@@ -288,14 +258,14 @@ class BIM(BaseSelfSupervisor):
         x = mask = ids_restore = None
         for k, (wrapper, forward) in enumerate(zip(wrappers, block_forwards)):
             with wrapper.optim_context(forward):
-                loss, x, mask, ids_restore = forward(x, inputs, mask,
-                                                     ids_restore)
+                losses, x, mask, ids_restore = forward(x, inputs, mask,
+                                                       ids_restore)
             # backward frees block k's graph; step zeroes (sets to None)
             # its gradients before block k+1 runs.
-            wrapper.update_params(loss)
-            log_vars[f'loss_block{k + 1}'] = loss.detach()
-            log_vars.update(self._block_log_vars.pop(k, {}))
-            del loss
+            wrapper.update_params(losses[f'loss_block{k + 1}'])
+            log_vars.update(
+                (key, value.detach()) for key, value in losses.items())
+            del losses
         total = sum(log_vars[f'loss_block{k + 1}']
                     for k in range(self.num_blocks))
         return OrderedDict(loss=total, **log_vars)

@@ -6,6 +6,11 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..backbones.localmim_swin import LocalMIMSwin
+from ..backbones.localmim_vit import LocalMIMViT
+from ..heads.localmim_head import LocalMIMHead
+from ..necks.localmim_neck import LocalMIMNeck, LocalMIMSwinNeck
+
 
 @MODELS.register_module()
 class LocalMIM(BaseSelfSupervisor):
@@ -40,17 +45,21 @@ class LocalMIM(BaseSelfSupervisor):
     def _check_parts(self) -> None:
         """Raise ``TypeError``/``ValueError`` on an inconsistent config."""
         backbone, neck, head = self.backbone, self.neck, self.head
-        if not hasattr(backbone, 'tap_norms') and \
-                not hasattr(backbone, 'mask_grid'):
+        # each encoder has its own decoder type
+        if isinstance(backbone, LocalMIMViT):
+            neck_type, check_pair = LocalMIMNeck, self._check_vit
+        elif isinstance(backbone, LocalMIMSwin):
+            neck_type, check_pair = LocalMIMSwinNeck, self._check_swin
+        else:
             raise TypeError('LocalMIM needs a multi-tap encoder '
                             '(`backbone.type`=\'LocalMIMViT\' or '
                             '\'LocalMIMSwin\'), got '
                             f'{type(backbone).__name__}')
-        if not hasattr(neck, 'decoders'):
-            raise TypeError('LocalMIM needs `neck.type`=\'LocalMIMNeck\' '
-                            'or \'LocalMIMSwinNeck\', got '
+        if not isinstance(neck, neck_type):
+            raise TypeError(f'a {type(backbone).__name__} encoder needs '
+                            f'`neck.type`=\'{neck_type.__name__}\', got '
                             f'{type(neck).__name__}')
-        if not hasattr(head, 'construct_targets'):
+        if not isinstance(head, LocalMIMHead):
             raise TypeError('LocalMIM needs `head.type`=\'LocalMIMHead\', '
                             f'got {type(head).__name__}')
         taps = list(backbone.out_indices)
@@ -62,18 +71,12 @@ class LocalMIM(BaseSelfSupervisor):
             raise ValueError(
                 f'`backbone.out_indices`={taps} has {len(taps)} taps but '
                 f'`head.scales`={head.scales} has {len(head.scales)}')
-        if hasattr(neck, 'scales') and list(neck.scales) != list(head.scales):
-            raise ValueError(f'`neck.scales`={neck.scales} differs from '
-                             f'`head.scales`={head.scales}')
         if list(neck.out_channels) != head.target_channels:
             raise ValueError(
                 f'`neck.out_channels`={list(neck.out_channels)} must equal '
                 f'the head\'s target dims {head.target_channels} (target='
                 f'{head.target!r}, in_channels={head.in_channels})')
-        if hasattr(backbone, 'mask_grid'):
-            self._check_swin()
-        else:
-            self._check_vit()
+        check_pair()
         largest = max(head.cell_sizes)
         H, W = backbone.patch_resolution
         patch_size = backbone.patch_embed.projection.kernel_size[0]
@@ -86,10 +89,11 @@ class LocalMIM(BaseSelfSupervisor):
                     f'{min(head.scales)})')
 
     def _check_vit(self) -> None:
+        """The ViT encoder against its :class:`LocalMIMNeck` and the head."""
         backbone, neck, head = self.backbone, self.neck, self.head
-        if not hasattr(neck, 'num_patches'):
-            raise TypeError('a LocalMIMViT encoder needs `neck.type`='
-                            f'\'LocalMIMNeck\', got {type(neck).__name__}')
+        if list(neck.scales) != list(head.scales):
+            raise ValueError(f'`neck.scales`={neck.scales} differs from '
+                             f'`head.scales`={head.scales}')
         if neck.num_patches != backbone.num_patches:
             raise ValueError(f'`neck.num_patches`={neck.num_patches} differs '
                              f'from the backbone\'s {backbone.num_patches} '
@@ -103,10 +107,8 @@ class LocalMIM(BaseSelfSupervisor):
                              f'from the backbone\'s {patch_size}')
 
     def _check_swin(self) -> None:
+        """The Swin encoder against its :class:`LocalMIMSwinNeck`."""
         backbone, neck, head = self.backbone, self.neck, self.head
-        if not hasattr(neck, 'grids'):
-            raise TypeError('a LocalMIMSwin encoder needs `neck.type`='
-                            f'\'LocalMIMSwinNeck\', got {type(neck).__name__}')
         # Losses are masked on the mask grid: the head's "patch" is the cell.
         if head.patch_size != backbone.mask_patch_size:
             raise ValueError(

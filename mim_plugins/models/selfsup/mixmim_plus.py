@@ -2,13 +2,26 @@
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from mmpretrain.models import MixMIM, MixMIMTransformer
+from mmpretrain.models import MixMIM, MixMIMPretrainTransformer
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..backbones.mixmim_vit import check_pairing_batch
-from .prmim import is_prmim_head, is_prmim_neck
+from ..backbones.mixmim_vit import MixMIMViT, check_pairing_batch
+from ..heads.mixmim_plus_head import MixMIMPlusPretrainHead
+from ..heads.prmim_head import PRMIMHeadMixin
+from ..necks.prmim_neck import PartialReconstructionMixin
+from ..utils.checks import check_mixing_ratios
+
+
+def _builds(cfg: Union[dict, nn.Module], cls: type) -> bool:
+    """Whether a module config (or a built module) is an instance of cls."""
+    if isinstance(cfg, nn.Module):
+        return isinstance(cfg, cls)
+    obj_type = cfg['type']
+    if not isinstance(obj_type, type):
+        obj_type = MODELS.get(obj_type)  # None if unknown: MODELS raises
+    return isinstance(obj_type, type) and issubclass(obj_type, cls)
 
 
 @MODELS.register_module()
@@ -58,11 +71,8 @@ class MixMIMPlus(MixMIM):
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        head = dict(head)
-        if head.get('type') in ('MixMIMPlusPretrainHead',
-                                'mmpretrain.MixMIMPlusPretrainHead',
-                                'PRMIMMixMIMPretrainHead',
-                                'mmpretrain.PRMIMMixMIMPretrainHead'):
+        if _builds(head, MixMIMPlusPretrainHead):
+            head = dict(head)
             head.setdefault('in_channels', neck.get('in_chans', 3))
         super().__init__(
             backbone=backbone,
@@ -73,42 +83,23 @@ class MixMIMPlus(MixMIM):
             init_cfg=init_cfg)
         self._check_parts()
 
-    def _decoder_grid(self) -> Tuple[Tuple[int, int], int]:
-        """Token grid the decoder sees and the pixel stride of one token."""
-        backbone = self.backbone
-        ph, pw = backbone.patch_resolution
-        patch = backbone.patch_embed.projection.stride[0]
-        if hasattr(backbone, 'cell_resolution'):  # MixMIMViT
-            return (ph, pw), patch
-        # hierarchical: (num_layers - 1) patch mergings halve the grid
-        down = 2**(len(backbone.layers) - 1)
-        if ph % down or pw % down:
-            raise ValueError(
-                f'`backbone.img_size` ({ph * patch}x{pw * patch} px) must be '
-                f'divisible by the mixing cell ({patch * down} px: patch '
-                f'{patch} x 2^{len(backbone.layers) - 1} mergings)')
-        return (ph // down, pw // down), patch * down
-
     def _check_parts(self) -> None:
-        backbone, neck = self.backbone, self.neck
-        mask_ratio = getattr(backbone, 'mask_ratio', None)
-        mixing = hasattr(backbone, 'cell_resolution') or isinstance(
-            backbone, MixMIMTransformer)
-        if mask_ratio is None or not mixing:
+        """Raise ``TypeError``/``ValueError`` on an inconsistent config."""
+        backbone, neck, head = self.backbone, self.neck, self.head
+        patch = backbone.patch_embed.projection.stride[0]
+        if isinstance(backbone, MixMIMViT):
+            # one decoder token per patch; the ViT checks its own ratios
+            (gh, gw), stride = backbone.patch_resolution, patch
+            width = backbone.embed_dims
+        elif isinstance(backbone, MixMIMPretrainTransformer):
+            check_mixing_ratios(backbone.mask_ratio, backbone.range_mask_ratio,
+                                'backbone.')
+            (gh, gw), stride = self._hierarchical_grid(patch)
+            width = backbone.num_features  # the last stage's
+        else:
             raise TypeError('MixMIMPlus needs a mixing backbone '
                             "('MixMIMPretrainTransformer' or 'MixMIMViT'), "
                             f'got {type(backbone).__name__}')
-        range_ratio = getattr(backbone, 'range_mask_ratio', 0.0)
-        if not 0 < mask_ratio < 1:
-            raise ValueError('`backbone.mask_ratio` (fraction of mixed '
-                             f'cells) must be in (0, 1), got {mask_ratio}')
-        if range_ratio < 0 or mask_ratio + range_ratio >= 1:
-            raise ValueError('`backbone.range_mask_ratio` must satisfy 0 <= '
-                             'range_mask_ratio < 1 - mask_ratio, got '
-                             f'{range_ratio}')
-        (gh, gw), stride = self._decoder_grid()
-        width = getattr(backbone, 'num_features', None) or \
-            backbone.embed_dims  # hierarchical: last stage; ViT: width
         embed = getattr(neck, 'decoder_embed', None)
         if embed is not None and embed.in_features != width:
             raise ValueError(f'`neck.embed_dim` must be the encoder output '
@@ -116,90 +107,65 @@ class MixMIMPlus(MixMIM):
         if getattr(neck, 'num_patches', gh * gw) != gh * gw:
             raise ValueError(f'`neck.num_patches`={neck.num_patches} must be '
                              f'the {gh}x{gw}={gh * gw} encoder tokens')
-        neck_stride = self.head.patch_size
-        if neck_stride != stride:
-            raise ValueError(f'`neck.encoder_stride`={neck_stride} must be '
-                             f'the {stride}-px region one encoder output '
+        if head.patch_size != stride:
+            raise ValueError(f'`neck.encoder_stride`={head.patch_size} must '
+                             f'be the {stride}-px region one encoder output '
                              'token covers')
-        if is_prmim_neck(neck) or is_prmim_head(self.head):
-            self._check_partial_parts(gh * gw)
-
-    def _check_partial_parts(self, num_tokens: int) -> None:
-        """Checks of the PR-MIM partial decoder.
-
-        Args:
-            num_tokens (int): Tokens the decoder sees per branch (the
-                ``gh x gw`` grid of :meth:`_decoder_grid`).
-        """
-        backbone, neck, head = self.backbone, self.neck, self.head
-        if not is_prmim_neck(neck):
+        partial_neck = isinstance(neck, PartialReconstructionMixin)
+        if isinstance(head, PRMIMHeadMixin) and not partial_neck:
             raise TypeError('a PR-MIM head needs the partial decoder '
                             "(`neck.type`='PRMIMMixMIMPretrainDecoder'), got "
                             f'{type(neck).__name__}')
-        if not is_prmim_head(head):
+        if partial_neck and not isinstance(head, PRMIMHeadMixin):
             raise TypeError('the partial decoder needs a head that '
                             'supervises thrown tokens '
                             "(`head.type`='PRMIMMixMIMPretrainHead'), got "
                             f'{type(head).__name__}')
-        mask_ratio = backbone.mask_ratio
-        range_ratio = backbone.range_mask_ratio
-        num_thrown = neck.num_thrown(num_tokens)
-        if hasattr(backbone, 'cell_resolution'):  # MixMIMViT
-            # each branch reconstructs the cells of the other image: at
-            # least min(mixed, unmixed) cells, whatever the drawn ratio
-            ch, cw = backbone.cell_resolution
-            cells = ch * cw
-            fewest = cells
-            for ratio in (mask_ratio, mask_ratio + range_ratio):
-                mixed = min(max(int(cells * ratio), 1), cells - 1)
-                fewest = min(fewest, mixed, cells - mixed)
-            fewest *= backbone.cell_patches**2
-            if num_thrown >= fewest:
-                raise ValueError(
-                    f'`throw_ratio`={neck.throw_ratio} throws {num_thrown} '
-                    f'of the {fewest} tokens a branch may reconstruct '
-                    f'(mask_ratio={mask_ratio}, range_mask_ratio='
-                    f'{range_ratio}): use throw_ratio < min(mask_ratio, 1 - '
-                    'mask_ratio - range_mask_ratio)')
-        else:
-            self._check_hierarchical_throw(num_tokens, num_thrown)
-        num_decoded = num_tokens - num_thrown
-        if num_thrown > 0 and neck.reconstructs_thrown \
-                and neck.k > num_decoded:
-            raise ValueError(
-                f'`k`={neck.k} exceeds the {num_decoded} decoded tokens a '
-                f'thrown token can mix; use 1 <= k <= {num_decoded}')
+        if partial_neck:
+            neck.check_throw(
+                self._fewest_reconstructed(gh * gw),
+                f'mask_ratio={backbone.mask_ratio}, range_mask_ratio='
+                f'{backbone.range_mask_ratio}, {gh * gw} tokens')
 
-    def _check_hierarchical_throw(self, num_tokens: int,
-                                  num_thrown: int) -> None:
-        """Bound ``throw_ratio`` by the hierarchical backbone's mixing rule.
+    def _hierarchical_grid(self, patch: int) -> Tuple[Tuple[int, int], int]:
+        """Decoder token grid and pixel stride of the hierarchical encoder.
+
+        Its ``num_layers - 1`` patch mergings halve the patch grid, so one
+        decoder token is one mixing cell.
+        """
+        ph, pw = self.backbone.patch_resolution
+        num_merges = len(self.backbone.layers) - 1
+        down = 2**num_merges
+        if ph % down or pw % down:
+            raise ValueError(
+                f'`backbone.img_size` ({ph * patch}x{pw * patch} px) must be '
+                f'divisible by the mixing cell ({patch * down} px: patch '
+                f'{patch} x 2^{num_merges} mergings)')
+        return (ph // down, pw // down), patch * down
+
+    def _fewest_reconstructed(self, num_tokens: int) -> int:
+        """The fewest decoder tokens a branch reconstructs.
 
         ``MixMIMPretrainTransformer.random_masking`` mixes
         ``int(L * (mask_ratio + U(0, range_mask_ratio)))`` of the ``L``
         decoder tokens (one per mixing cell, no clamping), so a branch
         reconstructs at least ``min(int(L * mask_ratio), L - int(L *
-        (mask_ratio + range_mask_ratio)))`` tokens.
+        (mask_ratio + range_mask_ratio)))`` tokens; :class:`MixMIMViT`
+        knows its own rule.
         """
-        backbone, neck = self.backbone, self.neck
+        backbone = self.backbone
+        if isinstance(backbone, MixMIMViT):
+            return backbone.fewest_reconstructed()
         mask_ratio = backbone.mask_ratio
-        range_ratio = backbone.range_mask_ratio
         least_mixed = int(num_tokens * mask_ratio)
-        most_mixed = int(num_tokens * (mask_ratio + range_ratio))
+        most_mixed = int(num_tokens * (mask_ratio + backbone.range_mask_ratio))
         if least_mixed < 1:
-            # branch 1 would reconstruct nothing: the decoder gets no
-            # token to reconstruct whatever throw_ratio
+            # branch 1 would reconstruct nothing, whatever throw_ratio
             raise ValueError(
                 f'`backbone.mask_ratio`={mask_ratio} mixes {least_mixed} of '
                 f'the {num_tokens} cells: use 1/{num_tokens} <= mask_ratio '
                 '< 1 so that each branch reconstructs a cell')
-        fewest = min(least_mixed, num_tokens - most_mixed)
-        if num_thrown >= fewest:
-            raise ValueError(
-                f'`throw_ratio`={neck.throw_ratio} throws {num_thrown} of the '
-                f'{fewest} tokens a branch may reconstruct (mask_ratio='
-                f'{mask_ratio}, range_mask_ratio={range_ratio}, '
-                f'{num_tokens} cells): use 0 <= throw_ratio < '
-                f'{fewest}/{num_tokens} = {fewest / num_tokens:.4g}')
+        return min(least_mixed, num_tokens - most_mixed)
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -214,7 +180,7 @@ class MixMIMPlus(MixMIM):
             Dict[str, torch.Tensor]: A dictionary of loss components.
         """
         check_pairing_batch(inputs.shape[0])
-        if not is_prmim_neck(self.neck):
+        if not isinstance(self.neck, PartialReconstructionMixin):
             return super().loss(inputs, data_samples, **kwargs)
         latent, mask = self.backbone(inputs)
         x_rec, kept_mask, thrown_mask = self.neck(latent, mask)

@@ -7,18 +7,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ..heads.prmim_head import PRMIMHeadMixin
+from ..necks.prmim_neck import PartialReconstructionMixin
 from ..utils.checks import check_mae_parts, check_range
-
-
-def is_prmim_neck(neck: nn.Module) -> bool:
-    """Whether ``neck`` is a partial-reconstruction (PR-MIM) decoder."""
-    return hasattr(neck, 'throw_ratio') and hasattr(neck,
-                                                    'reconstructs_thrown')
-
-
-def is_prmim_head(head: nn.Module) -> bool:
-    """Whether ``head`` supervises kept and thrown tokens (PR-MIM)."""
-    return hasattr(head, 'thrown_loss_weight')
 
 
 def check_prmim_parts(backbone: nn.Module,
@@ -26,14 +17,10 @@ def check_prmim_parts(backbone: nn.Module,
                       head: nn.Module,
                       owner: str = 'PRMIM',
                       where: str = '') -> None:
-    """Check a PR-MIM decoder and head against a masked ViT encoder.
-
-    Checks the neck/head types, :func:`check_mae_parts`, that
-    ``0 <= throw_ratio < mask_ratio`` with at least one kept masked token,
-    and that ``k`` does not exceed the number of decoded patch tokens.
+    """Check a PR-MIM decoder and head against an MAE-masked ViT encoder.
 
     Args:
-        backbone (nn.Module): A ``MAEViT``-like encoder (``mask_ratio``,
+        backbone (nn.Module): An ``MAEViT``-like encoder (``mask_ratio``,
             ``num_patches``).
         neck (nn.Module): Expected to be a :class:`PRMIMPretrainDecoder`.
         head (nn.Module): Expected to be a :class:`PRMIMPretrainHead`.
@@ -46,35 +33,19 @@ def check_prmim_parts(backbone: nn.Module,
         TypeError: If the neck or head is not a PR-MIM one.
         ValueError: On a value that does not fit the encoder.
     """
-    if not is_prmim_neck(neck):
+    if not isinstance(neck, PartialReconstructionMixin):
         raise TypeError(f'{owner} needs a partial-reconstruction neck '
                         '(`neck.type`=\'PRMIMPretrainDecoder\'), got '
                         f'{type(neck).__name__}{where}')
-    if not is_prmim_head(head):
+    if not isinstance(head, PRMIMHeadMixin):
         raise TypeError(f'{owner} needs a head that supervises thrown '
                         'tokens (`head.type`=\'PRMIMPretrainHead\'), got '
                         f'{type(head).__name__}{where}')
-    mask_ratio = backbone.mask_ratio
-    num_patches = backbone.num_patches
     check_mae_parts(backbone, neck, head)
-    if not 0 <= neck.throw_ratio < mask_ratio:
-        raise ValueError(
-            '`throw_ratio` must satisfy 0 <= throw_ratio < mask_ratio '
-            f'(mask_ratio={mask_ratio}), got {neck.throw_ratio}{where}')
-    num_visible = int(num_patches * (1 - mask_ratio))
-    num_thrown = neck.num_thrown(num_patches)
-    num_kept = num_patches - num_visible - num_thrown
-    if num_kept < 1:
-        raise ValueError(
-            f'`throw_ratio`={neck.throw_ratio} leaves no kept masked '
-            f'token ({num_patches} patches, {num_visible} visible, '
-            f'{num_thrown} thrown); lower throw_ratio below mask_ratio'
-            f'{where}')
-    num_decoded = num_visible + num_kept
-    if num_thrown > 0 and neck.reconstructs_thrown and neck.k > num_decoded:
-        raise ValueError(f'`k`={neck.k} exceeds the {num_decoded} decoded '
-                         'patch tokens a thrown token can mix; use 1 <= k '
-                         f'<= {num_decoded}{where}')
+    # MAE masks the same number of patches in every sample
+    num_patches, mask_ratio = backbone.num_patches, backbone.mask_ratio
+    num_masked = num_patches - int(num_patches * (1 - mask_ratio))
+    neck.check_throw(num_masked, f'mask_ratio={mask_ratio}', where)
 
 
 def prmim_losses(neck: nn.Module, head: nn.Module, latent: torch.Tensor,
@@ -114,18 +85,11 @@ class PRMIM(MAE):
     :class:`PRMIMPretrainHead` that supervises kept and thrown tokens.
 
     The constructor takes the arguments of :class:`MAE` and checks, at build
-    time, that the neck's ``throw_ratio`` fits the backbone's
-    ``mask_ratio`` (``0 <= throw_ratio < mask_ratio`` and at least one kept
-    masked token) and that ``k`` does not exceed the number of decoded patch
-    tokens.
+    time, that the parts fit together (:func:`check_prmim_parts`).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._check_parts()
-
-    def _check_parts(self) -> None:
-        """Raise ``ValueError``/``TypeError`` on an inconsistent config."""
         # MAEViT accepts any ratio; 0 or 1 leaves nothing to reconstruct
         check_range(
             'backbone.mask_ratio',
@@ -134,7 +98,7 @@ class PRMIM(MAE):
             1,
             low_open=True,
             high_open=True)
-        check_prmim_parts(self.backbone, self.neck, self.head, owner='PRMIM')
+        check_prmim_parts(self.backbone, self.neck, self.head)
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:

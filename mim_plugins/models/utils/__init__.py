@@ -1,5 +1,4 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .bim_ddp import BIMDistributedDataParallel
 from .checks import check_divisible, check_img_size, check_range
 from .furthest_sampling import (furthest_sampling, grid_sq_distances,
                                 min_sq_distance_to_set, random_sampling)
@@ -7,6 +6,6 @@ from .hog_target import HOGTarget
 
 __all__ = [
     'furthest_sampling', 'grid_sq_distances', 'min_sq_distance_to_set',
-    'random_sampling', 'BIMDistributedDataParallel', 'HOGTarget',
-    'check_range', 'check_divisible', 'check_img_size'
+    'random_sampling', 'HOGTarget', 'check_range', 'check_divisible',
+    'check_img_size'
 ]

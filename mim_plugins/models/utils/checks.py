@@ -5,6 +5,7 @@ Every check raises with a message of the form
 "`<field>` must be <allowed values>, got <value>", so that a bad config
 names the offending field and what it accepts.
 """
+import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
 
@@ -78,6 +79,69 @@ def check_divisible(name: str, value: int, divisor: int,
     if value % divisor:
         raise ValueError(f'`{name}` must be divisible by `{divisor_name}`='
                          f'{divisor} (a multiple of {divisor}), got {value}')
+
+
+def check_choice(name: str, value, choices: Sequence) -> None:
+    """Check that ``value`` is one of ``choices``.
+
+    Args:
+        name (str): Field name used in the message.
+        value: The value to check.
+        choices (Sequence): The allowed values.
+
+    Raises:
+        ValueError: If ``value`` is not in ``choices``.
+    """
+    if value not in choices:
+        raise ValueError(f'`{name}` must be one of {choices}, got {value!r}')
+
+
+def check_square(name: str, value: int) -> int:
+    """Check that a token count fills a square grid.
+
+    Args:
+        name (str): Field name used in the message.
+        value (int): The number of tokens.
+
+    Returns:
+        int: The side of the grid.
+
+    Raises:
+        ValueError: If ``value`` is not a square number.
+    """
+    side = math.isqrt(value) if isinstance(value, int) and value > 0 else 0
+    if side * side != value or side == 0:
+        raise ValueError(f'`{name}` must be a square number (a square grid '
+                         f'of tokens), got {value!r}')
+    return side
+
+
+def check_mixing_ratios(mask_ratio: float,
+                        range_mask_ratio: float,
+                        prefix: str = '') -> None:
+    """Check MixMIM's mixing ratios.
+
+    A fraction ``mask_ratio + U(0, range_mask_ratio)`` of the cells is
+    taken from the partner image, and both images must keep a cell.
+
+    Args:
+        mask_ratio (float): Fraction of mixed cells.
+        range_mask_ratio (float): Range of the random extra fraction.
+        prefix (str): Prepended to the field names in the messages, e.g.
+            ``'backbone.'``. Defaults to ``''``.
+
+    Raises:
+        ValueError: If ``mask_ratio`` is not in (0, 1) or
+            ``range_mask_ratio`` not in ``[0, 1 - mask_ratio)``.
+    """
+    if not 0 < mask_ratio < 1:
+        raise ValueError(f'`{prefix}mask_ratio` (fraction of mixed cells) '
+                         f'must be in (0, 1), got {mask_ratio}')
+    if range_mask_ratio < 0 or mask_ratio + range_mask_ratio >= 1:
+        raise ValueError(
+            f'`{prefix}range_mask_ratio` must satisfy 0 <= range_mask_ratio '
+            f'< 1 - mask_ratio (mask_ratio={mask_ratio}), got '
+            f'{range_mask_ratio}')
 
 
 def check_img_size(img_size: Union[int, Sequence[int]],

@@ -192,7 +192,7 @@ def test_lr_logging_and_type():
     assert OPTIM_WRAPPERS.get('BIMOptimWrapper') is BIMOptimWrapper
     with pytest.raises(ValueError, match='block1'):
         BIMOptimWrapper(first=optim.block(0))
-    with pytest.raises(TypeError, match='get_block_id'):
+    with pytest.raises(TypeError, match="`model.type`='BIM'"):
         BIMOptimWrapperConstructor(dict(optimizer=dict(type='SGD', lr=1.)))(
             torch.nn.Linear(2, 2))
 

@@ -13,7 +13,7 @@ from mmpretrain.registry import MODELS
 import mim_plugins  # noqa: F401
 from mim_plugins.engine.optim_wrappers import BIMOptimWrapperConstructor
 from mim_plugins.models.backbones import BIMViT
-from mim_plugins.models.utils import BIMDistributedDataParallel
+from mim_plugins.models.wrappers import BIMDistributedDataParallel
 
 ARCH = copy.deepcopy(TINY_ARCH)
 NECK = copy.deepcopy(TINY_NECK)

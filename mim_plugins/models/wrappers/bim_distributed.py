@@ -7,6 +7,34 @@ from mmpretrain.registry import MODEL_WRAPPERS
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..selfsup.bim import BIM
+
+
+class BIMBlockUnit(nn.Module):
+    """The parameters and forward of one BIM block, as a module.
+
+    It registers exactly the parameters block k owns (encoder layers, block
+    norm, decoder, head; the stem for block 1) without owning the model, so
+    that each block can be wrapped in its own ``DistributedDataParallel``
+    whose all-reduce fires right after that block's backward.
+
+    Args:
+        model (BIM): The algorithm (kept as a plain attribute).
+        block (int): Block index (0-based).
+    """
+
+    def __init__(self, model: BIM, block: int) -> None:
+        super().__init__()
+        self.block = block
+        self.params = nn.ParameterList(model.block_parameters(block))
+        # A bound method, not a submodule: the unit must not register the
+        # whole model's parameters.
+        self._forward_block = model.forward_block
+
+    def forward(self, *args, **kwargs):
+        """Same as ``BIM.forward_block(block, ...)``."""
+        return self._forward_block(self.block, *args, **kwargs)
+
 
 @MODEL_WRAPPERS.register_module()
 class BIMDistributedDataParallel(nn.Module):
@@ -45,7 +73,7 @@ class BIMDistributedDataParallel(nn.Module):
                  find_unused_parameters: bool = False,
                  **kwargs) -> None:
         super().__init__()
-        if not hasattr(module, 'block_units'):
+        if not isinstance(module, BIM):
             raise TypeError('BIMDistributedDataParallel wraps a block-wise '
                             f'model (BIM), got {type(module).__name__}.')
         self.module = module
@@ -53,6 +81,7 @@ class BIMDistributedDataParallel(nn.Module):
             param = next(module.parameters())
             kwargs['device_ids'] = ([param.device.index or 0]
                                     if param.device.type == 'cuda' else None)
+        units = [BIMBlockUnit(module, k) for k in range(module.num_blocks)]
         # A plain list: the DDPs share the model's parameters, which must be
         # registered (and saved) only once, under `module`.
         self.__dict__['block_ddps'] = [
@@ -60,7 +89,7 @@ class BIMDistributedDataParallel(nn.Module):
                 unit,
                 broadcast_buffers=broadcast_buffers,
                 find_unused_parameters=find_unused_parameters,
-                **kwargs) for unit in module.block_units()
+                **kwargs) for unit in units
         ]
 
     def train_step(self, data: Union[dict, tuple, list],
