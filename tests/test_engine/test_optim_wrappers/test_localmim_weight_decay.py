@@ -20,8 +20,8 @@ from mmpretrain.registry import MODELS
 import mim_plugins  # noqa: F401
 from mim_plugins.models.backbones import LocalMIMSwin
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+REPO_ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', 'localmim', 'localmim_*.py')))
 
