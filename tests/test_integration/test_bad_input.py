@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Tuple, Type
 
 import pytest
 import torch
-from conftest import TINY_HEAD, TINY_NECK, tiny_backbone
+from helpers import TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS,

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import LOOPS
