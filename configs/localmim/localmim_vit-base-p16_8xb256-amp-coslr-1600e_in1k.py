@@ -41,11 +41,13 @@ model = dict(
 
 train_dataloader = dict(batch_size=256)
 
-# timm's add_weight_decay: no decay on 1-D parameters (norms, the tap and
-# decoder norms included, and biases) nor on positions and tokens.
+# Weight decay as the official code (timm's add_weight_decay): none on 1-D
+# parameters (norms, the tap and decoder norms included) and biases; the
+# class and mask tokens are decayed (the MAE base exempts them: deleted).
 optim_wrapper = dict(
     optimizer=dict(lr=2e-4 * 2048 / 256),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    paramwise_cfg=dict(
+        _delete_=True, norm_decay_mult=0.0, bias_decay_mult=0.0))
 
 param_scheduler = [
     dict(

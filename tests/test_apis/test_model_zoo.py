@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, VENV_BIN, subprocess_env
+from helpers import REPO_ROOT, VENV_BIN, subprocess_env
 
 ALGOS = ('mae', 'bim', 'prmim', 'mixmim', 'localmim')
 METAFILES = [f'configs/{algo}/metafile.yml' for algo in ALGOS]

@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 from mim_plugins.evaluation import (build_scoring_model, default_feature,
                                     evaluate_features, knn_classify,

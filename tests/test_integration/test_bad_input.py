@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Tuple, Type
 
 import pytest
 import torch
-from conftest import TINY_HEAD, TINY_NECK, tiny_backbone
+from helpers import TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
@@ -376,6 +376,9 @@ ROWS: List[Tuple] = [
     row('HOGTarget', 'n_bins-zero',
         build(M, dict(type='HOGTarget', cell_size=4, n_bins=0)), V, '`n_bins`',
         'positive int'),
+    row('HOGTarget', 'gradient-unknown',
+        build(M, dict(type='HOGTarget', cell_size=4, gradient='sobel')), V,
+        '`gradient`', "'conv'", "'difference'"),
     # --- algorithms: parts that do not fit together ---
     row('BIM', 'neck-list-wrong-length',
         build(M, with_(BIM, neck=[TINY_NECK] * 3)), V, 'neck',

@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import TINY_ARCH, TINY_HEAD, TINY_NECK, free_port
+from helpers import TINY_ARCH, TINY_HEAD, TINY_NECK, free_port
 from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope

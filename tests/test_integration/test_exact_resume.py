@@ -12,10 +12,12 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+from mmengine.registry import LOOPS
+from mmengine.runner import IterBasedTrainLoop, Runner
+from mmengine.runner.loops import _InfiniteDataloaderIterator
 
 import mim_plugins  # noqa: F401
 
@@ -45,6 +47,48 @@ MODEL = {
 }
 BATCH = 8
 ITERS_PER_EPOCH = 3
+
+
+class _SamplerSkipIterator(_InfiniteDataloaderIterator):
+    """Skips batches by advancing the sampler only, without loading them."""
+
+    def skip_iter(self, num_iters: int) -> None:
+        for _ in range(num_iters):
+            try:
+                self._iterator._next_index()
+            except StopIteration:
+                self._epoch += 1
+                self._dataloader.sampler.set_epoch(self._epoch)
+                self._iterator = iter(self._dataloader)
+                self._iterator._next_index()
+
+
+@LOOPS.register_module()
+class SamplerSkipIterBasedTrainLoop(IterBasedTrainLoop):
+    """``IterBasedTrainLoop`` that resumes as mmengine 0.10.11+ does.
+
+    The batches already trained on are skipped with the data iterator's
+    ``skip_iter`` (the sampler advances, nothing is loaded or transformed)
+    instead of being fetched one by one as in mmengine 0.10.7.
+    """
+
+    skipped = 0  # batches skipped the new way, for the test to check
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dataloader_iterator = _SamplerSkipIterator(self.dataloader)
+
+    def run(self) -> None:
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        if self._iter > 0:
+            self.dataloader_iterator.skip_iter(self._iter)
+            SamplerSkipIterBasedTrainLoop.skipped += self._iter
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            self.run_iter(next(self.dataloader_iterator))
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
 
 
 class RunRecorder(Hook):
@@ -119,7 +163,7 @@ def train(cfg: Config,
     """Train ``cfg``; stop after ``stop_iter`` iterations; or resume."""
     cfg = copy.deepcopy(cfg)
     if stop_iter is not None:
-        if cfg.train_cfg.type == 'IterBasedTrainLoop':
+        if 'max_iters' in cfg.train_cfg:
             cfg.train_cfg.max_iters = stop_iter
         else:
             cfg.train_cfg.max_epochs = stop_iter // ITERS_PER_EPOCH
@@ -158,7 +202,7 @@ def run_pair(cfg: Config, tmp_path, stop: int = 3) -> Tuple:
     part_cfg.work_dir = str(tmp_path / 'part')
     part_cfg.experiment_name += '_part'
     _, part_rec = train(part_cfg, stop_iter=stop)
-    by_epoch = cfg.train_cfg.type != 'IterBasedTrainLoop'
+    by_epoch = 'max_iters' not in cfg.train_cfg
     ckpt = osp.join(
         part_cfg.work_dir, f'epoch_{stop // ITERS_PER_EPOCH}.pth'
         if by_epoch else f'iter_{stop}.pth')
@@ -264,5 +308,23 @@ def test_exact_resume_with_workers(fmnist_root, tmp_path):
     cfg.train_dataloader.persistent_workers = False
     full, full_rec, _, resumed, resumed_rec = run_pair(cfg, tmp_path)
     for it in (4, 5, 6):
+        assert equal(resumed_rec.losses[it], full_rec.losses[it]), it
+    assert_same_params(full, resumed)
+
+
+def test_exact_resume_sampler_skip(fmnist_root, tmp_path, monkeypatch):
+    """Newer mmengine skips the trained batches without loading them: the
+    skip draws other random numbers than 0.10.7's, the resume stays exact.
+    """
+    monkeypatch.setattr(SamplerSkipIterBasedTrainLoop, 'skipped', 0)
+    cfg = make_cfg('mae', fmnist_root, str(tmp_path), 'skip_mae')
+    cfg.train_cfg = dict(type='SamplerSkipIterBasedTrainLoop', max_iters=6)
+    cfg.default_hooks.checkpoint.by_epoch = False
+    cfg.default_hooks.checkpoint.interval = 4
+    cfg.log_processor = dict(window_size=10, by_epoch=False)
+    full, full_rec, _, resumed, resumed_rec = run_pair(cfg, tmp_path, stop=4)
+    assert SamplerSkipIterBasedTrainLoop.skipped == 4  # the resume only
+    assert sorted(resumed_rec.losses) == [5, 6]
+    for it in (5, 6):
         assert equal(resumed_rec.losses[it], full_rec.losses[it]), it
     assert_same_params(full, resumed)

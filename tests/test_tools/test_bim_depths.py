@@ -3,7 +3,7 @@
 equals scoring the full encoder the way every other method is scored."""
 import os.path as osp
 
-from conftest import (REPO_ROOT, TINY_ARCH, run_scoring_tool,
+from helpers import (REPO_ROOT, TINY_ARCH, run_scoring_tool,
                       save_random_checkpoint)
 from mmengine.config import Config
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import (REPO_ROOT, TINY_ARCH, TINY_HEAD, TINY_NECK,
+from helpers import (REPO_ROOT, TINY_ARCH, TINY_HEAD, TINY_NECK,
                       subprocess_env, tiny_backbone)
 from mmengine.config import Config
 from mmpretrain.models import VisionTransformer

@@ -3,7 +3,7 @@
 LocalMIM tap); the last one equals the benchmark tool's score."""
 import os.path as osp
 
-from conftest import (REPO_ROOT, run_scoring_tool, save_random_checkpoint,
+from helpers import (REPO_ROOT, run_scoring_tool, save_random_checkpoint,
                       tiny_fmnist_config)
 
 from mim_plugins.evaluation import (build_feature_eval_loaders,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import (FMNIST_CONFIGS, REPO_ROOT, subprocess_env,
+from helpers import (FMNIST_CONFIGS, REPO_ROOT, subprocess_env,
                       tiny_fmnist_config)
 
 from mim_plugins.models.heads import LocalMIMHead

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, subprocess_env
+from helpers import REPO_ROOT, subprocess_env
 from mmengine.config import Config
 from mmpretrain.models.utils import PatchMerging
 from mmpretrain.registry import MODELS

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, subprocess_env
+from helpers import REPO_ROOT, subprocess_env
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import torch
-from conftest import run_tool
+from helpers import run_tool
 from mmengine.logging import HistoryBuffer
 
 from mim_plugins.utils.checkpoint import plain_meta

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, subprocess_env
+from helpers import REPO_ROOT, subprocess_env
 
 TOOL = osp.join(REPO_ROOT, 'tools/analysis_tools/model_zoo_stats.py')
 # window 14, and 7 on the 7x7 last stage

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import REPO_ROOT, run_tool
+from helpers import REPO_ROOT, run_tool
 
 
 def test_quick_quality_table(fmnist_root, tmp_path):

@@ -4,7 +4,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, subprocess_env
+from helpers import REPO_ROOT, subprocess_env
 from PIL import Image
 
 

@@ -5,7 +5,7 @@ import os.path as osp
 import sys
 from types import SimpleNamespace
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mmengine.config import Config
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'benchmarks'))

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import (DEMO_CONFIG, REPO_ROOT, VENV_BIN, small_run_options,
+from helpers import (DEMO_CONFIG, REPO_ROOT, VENV_BIN, small_run_options,
                       subprocess_env)
 from mmengine.config import Config
 from mmengine.hooks import Hook

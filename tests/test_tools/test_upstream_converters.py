@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import REPO_ROOT, TINY_ARCH, subprocess_env, tiny_backbone
+from helpers import REPO_ROOT, TINY_ARCH, subprocess_env, tiny_backbone
 
 import mim_plugins  # noqa: F401  (registers the plugin backbones)
 from mim_plugins.utils.checkpoint import vit_state_dict

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import DEMO_CONFIG, REPO_ROOT
+from helpers import DEMO_CONFIG, REPO_ROOT
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer

@@ -2,7 +2,7 @@
 import copy
 
 import torch
-from conftest import TINY_HEAD, TINY_NECK, tiny_backbone
+from helpers import TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 

@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 import torch
-from conftest import DEMO_CONFIG, REPO_ROOT, subprocess_env
+from helpers import DEMO_CONFIG, REPO_ROOT, subprocess_env
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.runner import IterBasedTrainLoop
 from mmpretrain.registry import HOOKS
 
 CKPT_KEY = 'random_states'
@@ -63,33 +64,38 @@ def _as_python_state(state) -> tuple:
     return version, tuple(internal), gauss_next
 
 
-class _RestoreBeforeFetch:
-    """Wrap a loop's data iterator to restore random states mid-way.
+class _RestoreOnFetch:
+    """Set saved random states before every batch fetched through it.
 
-    ``IterBasedTrainLoop.run`` skips the ``skip`` batches already trained on
-    by fetching (and transforming) them; the states are restored right
-    after the skip, before the first batch that is trained on is fetched.
-    The loop gets its own iterator back at that moment.
+    A resumed ``IterBasedTrainLoop`` first skips the batches it already
+    trained on, and how it skips depends on the mmengine version: 0.10.7
+    fetches (and transforms) them, later versions may advance the sampler
+    through the iterator's ``skip_iter`` without loading data, or not skip
+    at all. Whatever the skip draws, the next fetch starts from the saved
+    states; :class:`RandomStateHook` puts the loop's own iterator back when
+    the first iteration starts (``before_train_iter``).
+
+    Args:
+        iterator: The loop's ``dataloader_iterator``.
+        state (dict): States returned by :func:`get_random_state`.
     """
 
-    def __init__(self, loop, skip: int, restore) -> None:
-        self._loop = loop
-        self._iterator = loop.dataloader_iterator
-        self._skip = skip
-        self._restore = restore
+    def __init__(self, iterator, state: Dict[str, Any]) -> None:
+        self.iterator = iterator
+        self._state = state
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        if self._skip == 0:
-            self._restore()
-            self._loop.dataloader_iterator = self._iterator
-        self._skip -= 1
-        return next(self._iterator)
+        set_random_state(self._state)
+        return next(self.iterator)
 
     def __getattr__(self, name: str):
-        return getattr(self._iterator, name)
+        # anything else (e.g. ``skip_iter``) goes to the loop's iterator
+        if name == 'iterator':  # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(self.iterator, name)
 
 
 @HOOKS.register_module()
@@ -110,9 +116,11 @@ class RandomStateHook(Hook):
       resume (``before_train_epoch``), i.e. right after the end of the epoch
       that was saved.
     - ``IterBasedTrainLoop``: the loop first skips the already trained
-      batches by fetching (and transforming) them, which draws random
-      numbers; the states are restored after that skip, just before the
-      first batch trained on is fetched.
+      batches, which may draw random numbers (mmengine 0.10.7 fetches and
+      transforms them; later versions may only advance the sampler). The
+      states are set before every batch fetched until the first iteration
+      starts, so the first batch trained on is fetched from them however
+      the loop skipped.
 
     With ``randomness=dict(seed=..., deterministic=True)``, seeded sampler
     order and ``num_workers=0``, training 2N iterations and training N,
@@ -161,6 +169,7 @@ class RandomStateHook(Hook):
         self.restore = restore
         self._gathered: Optional[List[Dict[str, Any]]] = None
         self._pending: Optional[Dict[str, Any]] = None
+        self._fetch_wrapper: Optional[_RestoreOnFetch] = None
 
     # saving ------------------------------------------------------------
     @staticmethod
@@ -233,19 +242,26 @@ class RandomStateHook(Hook):
             return
         self._pending = states[rank]
 
-    def _restore_pending(self) -> None:
-        if self._pending is not None:
-            set_random_state(self._pending)
-            self._pending = None
-
     def before_train_epoch(self, runner) -> None:
         if self._pending is None:
             return
         loop = runner.train_loop
-        if hasattr(loop, 'dataloader_iterator') and loop.iter > 0:
-            # IterBasedTrainLoop: restore once the trained batches are
-            # skipped
-            loop.dataloader_iterator = _RestoreBeforeFetch(
-                loop, loop.iter, self._restore_pending)
+        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            # the loop skips the trained batches before it fetches the next
+            self._fetch_wrapper = _RestoreOnFetch(loop.dataloader_iterator,
+                                                  self._pending)
+            loop.dataloader_iterator = self._fetch_wrapper
         else:
-            self._restore_pending()
+            set_random_state(self._pending)
+        self._pending = None
+
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
+                          data_batch=None) -> None:
+        if self._fetch_wrapper is not None:
+            # the first batch trained on is fetched: the loop's own
+            # iterator from now on
+            runner.train_loop.dataloader_iterator = \
+                self._fetch_wrapper.iterator
+            self._fetch_wrapper = None

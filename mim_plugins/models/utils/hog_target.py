@@ -21,7 +21,7 @@ class HOGTarget(BaseModule):
     1. gradients ``g0, g1`` from the 3x3 Sobel kernel
        ``[[1, 0, -1], [2, 0, -2], [1, 0, -1]]`` and its transpose, with
        reflect padding (``g0`` responds to vertical edges, ``g1`` to
-       horizontal ones);
+       horizontal ones), computed as set by ``gradient``;
     2. magnitude ``sqrt(g0^2 + g1^2)`` and unsigned orientation
        ``atan2(g0, g1)``, hard-assigned to bin
        ``floor(theta * n_bins / pi) mod n_bins`` (the official code floors
@@ -35,10 +35,25 @@ class HOGTarget(BaseModule):
 
     The channels are concatenated channel-major (R bins, G bins, B bins).
 
+    The two ``gradient`` forms compute the same filter and differ in float
+    round-off only, which matters where the image is flat: there the
+    convolution leaves round-off of the order of 1e-7 and step 4 scales a
+    cell holding nothing else to a full unit entry in one bin,
+    while the difference form gives exact zeros and keeps such a cell all
+    zeros. Cells that mix flat pixels with any real gradient are the same
+    in both forms to within float precision.
+
     Args:
         cell_size (int): Side of a cell in pixels (4/8/16/32 for the four
             LocalMIM ViT-B/16 scales).
         n_bins (int): Orientation bins over 180 degrees. Defaults to 9.
+        gradient (str): How the Sobel responses are computed.
+
+            - ``'conv'``: one 3x3 convolution, as the official ``HOGLayer``.
+            - ``'difference'``: a pixel difference followed by the
+              ``[1, 2, 1]`` smoothing, exact zeros on flat regions.
+
+            Defaults to ``'conv'``.
         bias (bool): Give the Sobel convolution a frozen, randomly
             initialised bias, as the official ViT-L recipe does with
             ``--hog_bias`` (drawn like ``nn.Conv2d``'s default bias,
@@ -47,10 +62,13 @@ class HOGTarget(BaseModule):
         init_cfg (dict, optional): Unused, kept for the ``BaseModule`` API.
     """
 
+    GRADIENTS = ('conv', 'difference')
+
     def __init__(self,
                  cell_size: int,
                  n_bins: int = 9,
                  bias: bool = False,
+                 gradient: str = 'conv',
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(cell_size, int) or isinstance(cell_size, bool) \
@@ -62,8 +80,18 @@ class HOGTarget(BaseModule):
             raise ValueError(
                 f'`n_bins` must be a positive int (9 for ViT-B, 18 for '
                 f'ViT-L), got {n_bins!r}')
+        if gradient not in self.GRADIENTS:
+            raise ValueError(f'`gradient` must be one of {self.GRADIENTS}, '
+                             f'got {gradient!r}')
         self.cell_size = cell_size
         self.n_bins = n_bins
+        self.gradient = gradient
+        # constant kernels, not saved in checkpoints
+        sobel = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]])
+        self.register_buffer(
+            'kernel',
+            torch.stack([sobel, sobel.t()])[:, None],
+            persistent=False)
         if bias:
             # nn.Conv2d's default bias init with fan_in = 3 * 3.
             self.register_buffer('bias',
@@ -72,15 +100,14 @@ class HOGTarget(BaseModule):
             self.bias = None
 
     def sobel(self, x: torch.Tensor) -> torch.Tensor:
-        """Sobel responses of a padded (N, 1, H+2, W+2) image.
+        """Sobel responses ``(g0, g1)`` of a padded (N, 1, H+2, W+2) image.
 
-        Equal to a 3x3 convolution with ``[[1, 0, -1], [2, 0, -2],
-        [1, 0, -1]]`` (``g0``) and its transpose (``g1``), written as a
-        difference followed by the [1, 2, 1] smoothing: differences of equal
-        pixels are exactly 0, so flat regions and mirrored borders give no
-        float round-off gradient (which the per-cell L2 norm would blow up
-        to a unit vector in small cells).
+        Returns:
+            torch.Tensor: (N, 2, H, W), with the frozen bias if any.
         """
+        if self.gradient == 'conv':
+            return F.conv2d(x, self.kernel, self.bias)
+        # differences of equal pixels are exactly 0
         dx = x[..., :, :-2] - x[..., :, 2:]  # x[j-1] - x[j+1]
         g0 = dx[..., :-2, :] + 2 * dx[..., 1:-1, :] + dx[..., 2:, :]
         dy = x[..., :-2, :] - x[..., 2:, :]  # x[i-1] - x[i+1]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.hooks import CheckpointHook
+from mmengine.runner import IterBasedTrainLoop
 from mmpretrain.registry import HOOKS
 
 import mim_plugins.engine.hooks.random_state_hook as rsh
@@ -105,39 +106,68 @@ def test_restore_false_and_missing_states():
     runner.logger.warning.assert_called_once()
 
 
-class FakeIterLoop:
-    """``IterBasedTrainLoop``'s resume: skip ``iter`` batches, then fetch.
+class FakeIterator:
+    """A loop's data iterator: every fetched batch draws random numbers (as
+    data transforms do); ``skip_iter`` advances without loading, drawing
+    other numbers (as a rebuilt dataloader iterator does)."""
 
-    Every fetched batch draws random numbers (as data transforms do).
+    def __init__(self) -> None:
+        self.fetched = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple:
+        self.fetched += 1
+        return draw()
+
+    def skip_iter(self, num_iters: int) -> None:
+        self.fetched += num_iters
+        torch.rand(1)
+
+
+class FakeIterLoop(IterBasedTrainLoop):
+    """``IterBasedTrainLoop``'s resume, skipping as mmengine versions do.
+
+    ``fetch``: fetch (and transform) the trained batches (mmengine 0.10.7);
+    ``skip_iter``: advance the iterator without loading them (later
+    versions); ``none``: do not skip (``fast_forward_on_resume=True``).
     """
 
-    def __init__(self, iter: int) -> None:
-        self.iter = iter
-        self.dataloader_iterator = iter_draws()
+    def __init__(self, iter: int, skip: str = 'fetch') -> None:
+        # the parts of the loop the hook and this resume use
+        self._iter = iter
+        self.skip = skip
+        self.dataloader_iterator = FakeIterator()
 
-    def resume_and_fetch(self):
-        for _ in range(self.iter):
-            next(self.dataloader_iterator)
-        return next(self.dataloader_iterator)
+    def resume_and_fetch(self, hook: RandomStateHook, runner) -> tuple:
+        hook.before_train_epoch(runner)
+        if self.skip == 'fetch':
+            for _ in range(self.iter):
+                next(self.dataloader_iterator)
+        elif self.skip == 'skip_iter':
+            self.dataloader_iterator.skip_iter(self.iter)
+        batch = next(self.dataloader_iterator)
+        hook.before_train_iter(runner, 0, batch)
+        return batch
 
 
-def iter_draws():
-    while True:
-        yield draw()
-
-
-def test_iter_based_restores_after_skip():
+@pytest.mark.parametrize('skip', ['fetch', 'skip_iter', 'none'])
+def test_iter_based_restores_after_skip(skip):
     hook = RandomStateHook()
     checkpoint = saved_checkpoint(hook, make_runner())
     expected = draw()  # the batch after the checkpoint
-    loop = FakeIterLoop(iter=5)
+    loop = FakeIterLoop(iter=5, skip=skip)
     original = loop.dataloader_iterator
     runner = make_runner(train_loop=loop)
     hook.after_load_checkpoint(runner, checkpoint)
-    hook.before_train_epoch(runner)
-    assert same_draws(loop.resume_and_fetch(), expected)
-    # the loop has its own iterator back after the restore
+    assert same_draws(loop.resume_and_fetch(hook, runner), expected)
+    # the loop has its own iterator back once training starts, and it
+    # advanced as the loop asked
     assert loop.dataloader_iterator is original
+    assert original.fetched == (1 if skip == 'none' else 6)
+    # restored once only
+    assert not same_draws(next(loop.dataloader_iterator), expected)
 
 
 def test_world_size_mismatch_restores_nothing(monkeypatch):

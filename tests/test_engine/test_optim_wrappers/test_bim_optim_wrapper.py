@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY_ARCH, TINY_HEAD, TINY_NECK, tiny_backbone
+from helpers import TINY_ARCH, TINY_HEAD, TINY_NECK, tiny_backbone
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS, OPTIM_WRAPPERS
@@ -237,7 +237,7 @@ def test_resume_restores_every_block():
 def test_runner_schedules_every_block(tmp_path, fmnist_root):
     """Runner integration: one scheduler list per block, the same lr in every
     block, per-block losses logged, checkpoint holds every block."""
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
     from mmengine.config import Config
     from mmengine.runner import Runner
     cfg = Config.fromfile(f'{REPO_ROOT}/configs/bim/'

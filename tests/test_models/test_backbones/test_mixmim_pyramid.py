@@ -118,7 +118,7 @@ def test_loads_official_checkpoint_through_mmpretrain_converter(tmp_path):
     import sys
 
     import mmpretrain
-    from conftest import subprocess_env
+    from helpers import subprocess_env
     converter = osp.join(
         osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'model_converters',
         'mixmim_to_mmpretrain.py')

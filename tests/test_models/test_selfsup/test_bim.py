@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY_ARCH, TINY_HEAD, TINY_NECK
+from helpers import TINY_ARCH, TINY_HEAD, TINY_NECK
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401
@@ -285,7 +285,7 @@ def test_bad_decoder_list_and_backbone():
     ('bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py', [3, 6, 9, 12]),
 ])
 def test_configs_build_model_and_optim_wrapper(name, bounds):
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope

@@ -6,7 +6,7 @@ from typing import List, Union
 
 import pytest
 import torch
-from conftest import REPO_ROOT, TINY_ARCH, TINY_HEAD, TINY_NECK
+from helpers import REPO_ROOT, TINY_ARCH, TINY_HEAD, TINY_NECK
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import TINY_ARCH, TINY_HEAD, TINY_NECK
+from helpers import TINY_ARCH, TINY_HEAD, TINY_NECK
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401
@@ -92,7 +92,7 @@ def _worker(rank, world_size, port, out_path):
 
 
 def test_ddp_matches_single_process(tmp_path):
-    from conftest import free_port
+    from helpers import free_port
     out_path = str(tmp_path / 'ddp.pth')
     mp.start_processes(
         _worker,

@@ -79,11 +79,14 @@ def test_cell_average_before_normalisation():
     assert (out > 0).sum() >= 2
 
 
+@pytest.mark.parametrize('gradient', HOGTarget.GRADIENTS)
 @pytest.mark.parametrize('cell,n_bins', [(1, 9), (2, 9), (4, 18), (8, 9)])
-def test_matches_reference_on_random_image(cell, n_bins):
+def test_matches_reference_on_random_image(cell, n_bins, gradient):
     torch.manual_seed(0)
-    img = torch.randn(2, 3, 8, 8)
-    out = HOGTarget(cell, n_bins)(img)
+    # 8-bit pixel values: the Sobel sums are exact in float32 too, so no
+    # orientation near a bin edge is rounded into the other bin
+    img = torch.randint(0, 256, (2, 3, 8, 8)).float()
+    out = HOGTarget(cell, n_bins, gradient=gradient)(img)
     assert out.shape == (2, 3 * n_bins, 8 // cell, 8 // cell)
     for b in range(2):
         for c in range(3):  # channel-major: R bins, G bins, B bins
@@ -95,14 +98,56 @@ def test_matches_reference_on_random_image(cell, n_bins):
                 rtol=1e-4)
 
 
+def official_layer_hog(img: torch.Tensor, cell: int,
+                       n_bins: int) -> torch.Tensor:
+    """The official HOG layer's steps on (N, 1, H, W): an ``nn.Conv2d``
+    holding the Sobel kernels, reflect padding, ``norm``, ``atan2``, floor
+    binning, ``AvgPool2d`` and ``F.normalize``."""
+    conv = torch.nn.Conv2d(
+        1, 2, 3, padding=1, padding_mode='reflect', bias=False)
+    k = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]])
+    conv.weight.data = torch.stack([k, k.t()])[:, None]
+    with torch.no_grad():
+        gxy = conv(img)
+    mag = gxy.norm(dim=1, keepdim=True)
+    phase = torch.atan2(gxy[:, 0], gxy[:, 1])[:, None]
+    bins = torch.floor(phase / math.pi * n_bins).long() % n_bins
+    hist = torch.zeros(img.shape[0], n_bins, *img.shape[2:])
+    hist.scatter_(1, bins, mag)
+    hist = torch.nn.AvgPool2d(cell, stride=cell)(hist)
+    return torch.nn.functional.normalize(hist, p=2, dim=1)
+
+
+@pytest.mark.parametrize('cell', [1, 2, 8])
+def test_conv_form_is_the_official_convolution(cell):
+    """Normalised images with a flat background: ``'conv'`` gives the
+    official layer's targets, round-off on the flat part included;
+    ``'difference'`` gives exact zeros there."""
+    torch.manual_seed(0)
+    img = torch.full((2, 1, 16, 16), -72.94 / 90.02)  # black, normalised
+    img[..., 4:12, 4:12] = torch.randn(2, 1, 8, 8)
+    conv = HOGTarget(cell, 9)  # 'conv' is the default
+    padded = torch.nn.functional.pad(img, (1, 1, 1, 1), mode='reflect')
+    ref = official_layer_hog(img, cell, 9)
+    torch.testing.assert_close(conv(img), ref, atol=1e-6, rtol=1e-5)
+    # the same filter: equal away from the flat part up to round-off ...
+    diff = HOGTarget(cell, 9, gradient='difference')
+    torch.testing.assert_close(
+        diff.sobel(padded), conv.sobel(padded), atol=1e-5, rtol=1e-5)
+    # ... and exact zeros on it (rows 0-2 see no pattern pixel)
+    flat = HOGTarget(1, 9, gradient='difference')(img)[..., :3, :]
+    assert torch.equal(flat, torch.zeros_like(flat))
+
+
 def test_flat_zero_and_unit_norm():
-    hog = HOGTarget(cell_size=2, n_bins=9)
+    hog = HOGTarget(cell_size=2, n_bins=9, gradient='difference')
     for value in (0.7, -72.94 / 90.02):  # e.g. normalised black background
         assert torch.equal(
             hog(torch.full((1, 3, 8, 8), value)), torch.zeros(1, 27, 4, 4))
     torch.manual_seed(1)
-    out = hog(torch.randn(2, 1, 8, 8))
-    torch.testing.assert_close(out.norm(dim=1), torch.ones(2, 4, 4))
+    for gradient in HOGTarget.GRADIENTS:
+        out = HOGTarget(2, 9, gradient=gradient)(torch.randn(2, 1, 8, 8))
+        torch.testing.assert_close(out.norm(dim=1), torch.ones(2, 4, 4))
 
 
 def test_per_channel():
@@ -140,3 +185,5 @@ def test_no_bias_by_default_and_errors():
         HOGTarget(4, n_bins=0)
     with pytest.raises(ValueError, match='cell_size'):
         HOGTarget(8)(torch.zeros(1, 1, 12, 12))
+    with pytest.raises(ValueError, match="`gradient` must be one of .*'conv'"):
+        HOGTarget(4, gradient='sobel')
