@@ -38,11 +38,10 @@ _check('mmpretrain', mmpretrain.__version__, mmpretrain_minimum_version,
 # config then trains with `mim train mmpretrain`, mmpretrain's tools and ours,
 # and downstream mmdet/mmseg configs address plugin classes as
 # `mmpretrain.<Name>`.  Plugin class names must not clash with mmpretrain's.
-from .utils import compat  # noqa: E402
-
-compat.apply_all()
-
 from . import datasets, engine, models  # noqa: E402,F401
+# The one effect beyond registration: every checkpoint loads with
+# weights_only=True (explained in that module).
+from .utils import safe_checkpoint_loading  # noqa: E402,F401
 from .utils import register_all_modules  # noqa: E402
 
 __all__ = ['__version__', 'version_info', 'register_all_modules']

@@ -16,7 +16,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mim_plugins  # noqa: F401  (applies mim_plugins.utils.compat)
+import mim_plugins  # noqa: F401  (registers the plugin's modules)
 from mim_plugins.utils import setup_cpu_distributed
 
 

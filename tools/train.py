@@ -1,20 +1,21 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Train a model from a config (mmpretrain's flags).
 
-Differences from mmpretrain's ``tools/train.py``: it imports ``mim_plugins``
-(compatibility shims for the pinned stack) and, for distributed launchers on
-a machine without CUDA, trains with the ``gloo`` backend on CPU processes.
+Differences from mmpretrain's ``tools/train.py``: it imports ``mim_plugins``;
+without CUDA, ``--amp`` trains with bfloat16 autocast (``CPUAmpOptimWrapper``)
+and distributed launchers train with the ``gloo`` backend on CPU processes.
 """
 import argparse
 import os
 import os.path as osp
 from copy import deepcopy
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mim_plugins  # noqa: F401  (applies mim_plugins.utils.compat)
+import mim_plugins  # noqa: F401  (registers the plugin's modules)
 from mim_plugins.utils import setup_cpu_distributed
 
 
@@ -85,8 +86,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        # On CPU, mim_plugins' AmpOptimWrapper falls back to bf16 autocast.
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        # mmengine's AmpOptimWrapper needs a GPU; bf16 autocast on CPU.
+        cfg.optim_wrapper.type = 'AmpOptimWrapper' \
+            if torch.cuda.is_available() else 'CPUAmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
     if args.resume == 'auto':

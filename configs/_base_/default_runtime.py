@@ -1,6 +1,6 @@
 # Runtime shared by every plugin config.
 # mim_plugins registers into mmpretrain's registries, so the scope stays
-# 'mmpretrain'; importing the package applies its compatibility shims.
+# 'mmpretrain'; importing the package registers its modules.
 _base_ = ['./plugin_hooks.py']
 
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)

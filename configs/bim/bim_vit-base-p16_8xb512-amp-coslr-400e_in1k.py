@@ -23,3 +23,7 @@ optim_wrapper = dict(
 
 # Each block's gradients are all-reduced right after its backward.
 model_wrapper_cfg = dict(type='mmpretrain.BIMDistributedDataParallel')
+
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -17,3 +17,7 @@ optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'block_norms': dict(decay_mult=0.)}))
 
 model_wrapper_cfg = dict(type='mmpretrain.BIMDistributedDataParallel')
+
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -53,7 +53,10 @@ model = dict(
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
         loss_weights=[1., 1., 1., 1.]))
 
-train_dataloader = dict(batch_size=256)
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(
+    batch_size=256, collate_fn=dict(_delete_=True, type='default_collate'))
 
 optim_wrapper = dict(
     optimizer=dict(lr=1e-4 * 2048 / 256),

@@ -39,7 +39,10 @@ model = dict(
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
         loss_weights=[1., 1., 1., 1.]))
 
-train_dataloader = dict(batch_size=256)
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(
+    batch_size=256, collate_fn=dict(_delete_=True, type='default_collate'))
 
 # Weight decay as the official code (timm's add_weight_decay): none on 1-D
 # parameters (norms, the tap and decoder norms included) and biases; the

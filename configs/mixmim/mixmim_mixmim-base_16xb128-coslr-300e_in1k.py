@@ -29,5 +29,8 @@ model = dict(
 # decoder mask token keep wd 0.05
 optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, flat_decay_mult=0.0))
 
-# batch-flip pairing needs an even batch on every device and step
-train_dataloader = dict(drop_last=True)
+# drop_last: batch-flip pairing needs an even batch on every device and step;
+# collate_fn: mmengine adds `_scope_` to one inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword, so declare it anew.
+train_dataloader = dict(
+    drop_last=True, collate_fn=dict(_delete_=True, type='default_collate'))

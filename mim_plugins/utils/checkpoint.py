@@ -11,7 +11,7 @@ def load_trusted(path: str) -> dict:
     """Load a local checkpoint the user produced (full unpickling).
 
     Only for the user's own files given on the command line; anything
-    downloaded goes through :func:`mim_plugins.utils.load_http_checkpoint`.
+    downloaded goes through :func:`mim_plugins.utils.load_from_http_safely`.
     """
     return torch.load(path, map_location='cpu', weights_only=False)
 

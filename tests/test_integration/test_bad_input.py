@@ -121,9 +121,6 @@ LAYER_DECAY = dict(
 NOTHING_TO_VALIDATE: Dict[str, str] = {
     'BIMDistributedDataParallel': 'wraps a built model (DDP arguments)',
     'RandomStateHook': 'a single bool flag',
-    # compatibility shims keeping mmengine's AmpOptimWrapper arguments
-    'AmpOptimWrapper': 'mmengine AmpOptimWrapper arguments',
-    'CPUAmpOptimWrapper': 'mmengine AmpOptimWrapper arguments',
 }
 
 COVERED = set()
@@ -488,6 +485,12 @@ ROWS: List[Tuple] = [
         '`paramwise_cfg.layer_decay_rate`', 'in (0, 1]'),
     row('BackboneLayerDecayOptimWrapperConstructor', 'layer_decay_rate-zero',
         layer_decay(0.), V, '`paramwise_cfg.layer_decay_rate`', 'in (0, 1]'),
+    row(
+        'CPUAmpOptimWrapper', 'dtype-float16',
+        lambda: OPTIM_WRAPPERS.build(
+            dict(type='CPUAmpOptimWrapper', dtype='float16'),
+            default_args=dict(optimizer=tiny_optim_wrapper().optimizer)), V,
+        'optim_wrapper.dtype', '"bfloat16"'),
     # --- hooks and transforms ---
     row('NonFiniteLossHook', 'action-unknown',
         build(HOOKS, dict(type='NonFiniteLossHook', action='ignore')), V,

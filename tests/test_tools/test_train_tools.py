@@ -1,6 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Training through the Runner and through every launcher (2 iterations)."""
 import glob
+import importlib.util
+import math
 import os.path as osp
 import re
 import subprocess
@@ -82,17 +84,34 @@ def test_runner_trains_and_resumes(fmnist_root, tmp_path):
     assert osp.isfile(osp.join(tmp_path, 'epoch_2.pth'))
 
 
-def test_amp_flag_trains_on_cpu(fmnist_root, tmp_path):
+def test_amp_flag_trains_on_cpu(fmnist_root, tmp_path, monkeypatch):
+    """``tools/train.py --amp`` without CUDA: bf16 autocast, fp32 weights."""
     if torch.cuda.is_available():
         pytest.skip('CPU-only behaviour')
-    cfg = demo_cfg(fmnist_root, tmp_path)
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.loss_scale = 'dynamic'
-    with pytest.warns(UserWarning, match='bfloat16'):
-        runner = Runner.from_cfg(cfg)
-        runner.train()
-    from mim_plugins.utils import CPUAmpOptimWrapper
-    assert isinstance(runner.optim_wrapper, CPUAmpOptimWrapper)
+    spec = importlib.util.spec_from_file_location(
+        'train_tool', osp.join(REPO_ROOT, 'tools/train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    monkeypatch.delenv('LOCAL_RANK', raising=False)  # parse_args sets it
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['train.py', DEMO_CONFIG, '--amp', '--work-dir',
+         str(tmp_path)])
+    cfg = train_tool.merge_args(
+        demo_cfg(fmnist_root, tmp_path), train_tool.parse_args())
+    assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper'
+    runner = Runner.from_cfg(cfg)
+    rec = IterRecorder()
+    runner.register_hook(rec)
+    dtypes = []  # of a linear layer's output (residual sums are fp32)
+    runner.model.backbone.layers[0].attn.qkv.register_forward_hook(
+        lambda module, args, out: dtypes.append(out.dtype))
+    runner.train()
+    assert rec.iters == [0, 1]
+    assert all(math.isfinite(loss) for loss in rec.losses)
+    assert dtypes == [torch.bfloat16] * 2
+    assert runner.model.backbone.layers[0].ffn.layers[1].weight.dtype == \
+        torch.float32
 
 
 def run(cmd, cwd, timeout=600):

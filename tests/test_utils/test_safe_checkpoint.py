@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Checkpoint loading policy: only the run's own files are fully unpickled.
+"""Every checkpoint, the run's own included, loads with weights_only=True.
 
 A real runner checkpoint (tiny MAE, one iteration on fake data) is used
 throughout, so the allowlist is checked against what mmengine really writes.
@@ -25,7 +25,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import MODELS
 
-from mim_plugins.utils import compat
+from mim_plugins.utils import safe_checkpoint_loading as safe
 
 FINETUNE_CONFIG = osp.join(
     REPO_ROOT,
@@ -157,31 +157,28 @@ def backbone_of(ckpt: dict) -> dict:
     }
 
 
-def test_allowlist_is_scoped_and_loads_runner_checkpoints(pretrain_ckpt):
-    # Plain weights_only=True refuses a runner checkpoint (message hub).
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(pretrain_ckpt, weights_only=True)
-    before = set(torch.serialization.get_safe_globals())
-    ckpt = compat.load_local_checkpoint(pretrain_ckpt, map_location='cpu')
+def test_runner_checkpoint_loads_weights_only(pretrain_ckpt, load_calls):
+    ckpt = _load_checkpoint(pretrain_ckpt, map_location='cpu')
+    assert load_calls == [(pretrain_ckpt, True)]
     hub = ckpt['message_hub']
     assert isinstance(hub['log_scalars']['train/loss'], HistoryBuffer)
     assert hub['log_scalars']['train/loss'].mean() > 0
     assert float(hub['runtime_info']['eta']) >= 0  # a numpy scalar
     assert ckpt['meta']['epoch'] == 1
-    # The allowlist lives in a context: nothing stays allowlisted after.
-    assert set(torch.serialization.get_safe_globals()) == before
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(pretrain_ckpt, weights_only=True)
 
 
 def test_getattr_only_reaches_history_buffer_statistics(tmp_path):
     ok = str(tmp_path / 'ok.pth')
     torch.save(dict(f=_GetattrReduce('mean')), ok)
-    assert compat.load_local_checkpoint(ok)['f'] is HistoryBuffer.mean
+    assert _load_checkpoint(ok)['f'] is HistoryBuffer.mean
     bad = str(tmp_path / 'bad.pth')
     torch.save(dict(f=_GetattrReduce('register_statistics')), bad)
-    with pytest.raises(compat.UnsafeCheckpointError, match='not allowlisted'):
-        compat.load_local_checkpoint(bad)
+    with pytest.raises(safe.UnsafeCheckpointError) as info:
+        _load_checkpoint(bad)
+    assert 'not allowlisted' in str(info.value.__cause__)
+    # torch.load itself, with its default, also refuses it.
+    with pytest.raises(pickle.UnpicklingError, match='not allowlisted'):
+        torch.load(bad)
 
 
 def test_other_runs_checkpoint_as_load_from(pretrain_ckpt, fmnist_root,
@@ -211,16 +208,13 @@ def test_other_runs_checkpoint_as_init_cfg(pretrain_ckpt, fmnist_root,
         assert torch.equal(stop.state[f'backbone.{key}'], pretrained[key])
 
 
-def test_own_checkpoint_resumes_with_full_unpickling(pretrain_ckpt,
-                                                     fmnist_root, tmp_path,
-                                                     load_calls):
-    # The run's own checkpoint, with an object outside the allowlist.
+def test_own_checkpoint_resumes_weights_only(pretrain_ckpt, fmnist_root,
+                                            tmp_path, load_calls):
     ckpt = torch.load(pretrain_ckpt, weights_only=False)
-    ckpt['meta']['note'] = fractions.Fraction(1, 3)
     work_dir = tmp_path / 'run'
     work_dir.mkdir()
     own = str(work_dir / 'epoch_1.pth')
-    torch.save(ckpt, own)
+    shutil.copy(pretrain_ckpt, own)
     (work_dir / 'last_checkpoint').write_text(own)
     load_calls.clear()
 
@@ -239,19 +233,20 @@ def test_own_checkpoint_resumes_with_full_unpickling(pretrain_ckpt,
         assert loss.current(
         ) == ckpt['message_hub']['log_scalars']['train/loss'].current()
         assert len(runner.optim_wrapper.optimizer.state) > 0
-    assert load_calls == [(own, False), (own, False)]
+    assert load_calls == [(own, True), (own, True)]
 
-    # The same file seen from another run is refused, not executed.
+    # No folder is trusted: an object outside the allowlist in the run's own
+    # work_dir is refused too.
+    ckpt['meta']['note'] = fractions.Fraction(1, 3)
+    torch.save(ckpt, own)
     runner = Runner.from_cfg(
-        demo_cfg(fmnist_root, tmp_path / 'other', load_from=own))
-    with pytest.raises(compat.UnsafeCheckpointError) as info:
+        demo_cfg(fmnist_root, work_dir, resume=True, load_from=own))
+    with pytest.raises(safe.UnsafeCheckpointError) as info:
         runner.load_or_resume()
     message = str(info.value)
-    assert own in message and 'Fraction' in message
-    assert 'weights_only=True' in message
-    assert "outside the run's work_dir" in message
-    assert str(tmp_path / 'other') in message
+    assert own in message and 'weights_only=True' in message
     assert 'publish_model.py' in message
+    assert 'Fraction' in str(info.value.__cause__)
 
 
 def test_malicious_local_checkpoint_is_refused(fmnist_root, tmp_path):
@@ -263,14 +258,16 @@ def test_malicious_local_checkpoint_is_refused(fmnist_root, tmp_path):
     # As ``load_from``.
     runner = Runner.from_cfg(
         demo_cfg(fmnist_root, tmp_path / 'run', load_from=evil))
-    with pytest.raises(compat.UnsafeCheckpointError, match='exec') as info:
+    with pytest.raises(safe.UnsafeCheckpointError) as info:
         runner.load_or_resume()
-    assert evil in str(info.value)
+    assert evil in str(info.value) and 'Nothing from it ran' in str(
+        info.value)
+    assert 'exec' in str(info.value.__cause__)
     assert not marker.exists()
 
     # As ``init_cfg=dict(type='Pretrained')`` of a fine-tune run.
     runner = Runner.from_cfg(finetune_cfg(fmnist_root, tmp_path / 'ft', evil))
-    with pytest.raises(compat.UnsafeCheckpointError, match='exec'):
+    with pytest.raises(safe.UnsafeCheckpointError, match=evil):
         runner.train()
     assert not marker.exists()
 
@@ -315,11 +312,33 @@ def test_http_runner_checkpoint_and_malicious_pickle(http_dir, pretrain_ckpt,
     marker = tmp_path / 'executed'
     torch.save(
         dict(state_dict=dict(w=_Evil(str(marker)))), folder / 'evil.pth')
-    with compat.trusted_checkpoint_dir(str(hub)):  # even "trusted" dirs
-        with pytest.raises(compat.UnsafeCheckpointError) as info:
-            _load_checkpoint(f'{url}/evil.pth', map_location='cpu')
+    with pytest.raises(safe.UnsafeCheckpointError) as info:
+        _load_checkpoint(f'{url}/evil.pth', map_location='cpu')
     assert f'{url}/evil.pth' in str(info.value)
-    assert 'http(s)' in str(info.value)
+    assert str(hub / 'checkpoints' / 'evil.pth') in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('prefix', ['torchvision', 'open-mmlab', 'mmcls'])
+def test_model_zoo_names_load_weights_only(prefix, http_dir, tmp_path,
+                                           monkeypatch):
+    # mmengine fetches these with torch.hub, which unpickles fully.
+    folder, url, hub = http_dir
+    marker = tmp_path / 'executed'
+    torch.save(
+        dict(state_dict=dict(w=_Evil(str(marker)))), folder / 'evil.pth')
+    torch.save({'backbone.w': torch.ones(2)}, folder / 'ok.pth')
+    zoo = {'ok': f'{url}/ok.pth', 'evil': f'{url}/evil.pth'}
+    for getter in ('get_torchvision_models', 'get_external_models',
+                   'get_mmcls_models'):
+        monkeypatch.setattr(safe, getter, lambda: zoo)
+    ckpt = _load_checkpoint(f'{prefix}://ok', map_location='cpu')
+    # mmcls:// checkpoints keep the backbone only, without its prefix.
+    state = ckpt['state_dict'] if prefix == 'mmcls' else ckpt
+    key = 'w' if prefix == 'mmcls' else 'backbone.w'
+    assert list(state) == [key] and torch.equal(state[key], torch.ones(2))
+    with pytest.raises(safe.UnsafeCheckpointError, match=f'{url}/evil.pth'):
+        _load_checkpoint(f'{prefix}://evil', map_location='cpu')
     assert not marker.exists()
 
 
@@ -330,19 +349,15 @@ def test_truncated_checkpoint_local_and_http(pretrain_ckpt, http_dir,
     half = tmp_path / 'half.pth'
     half.write_bytes(data[:len(data) // 2])
 
-    for trusted in (None, str(tmp_path)):  # restricted and full unpickling
-        with compat.trusted_checkpoint_dir(trusted):
-            with pytest.raises(
-                    compat.CorruptCheckpointError,
-                    match='truncated or corrupt') as info:
-                _load_checkpoint(str(half))
-        assert str(half) in str(info.value)
+    with pytest.raises(
+            safe.CorruptCheckpointError, match='truncated or corrupt') as info:
+        _load_checkpoint(str(half))
+    assert str(half) in str(info.value)
 
     folder, url, hub = http_dir
     (folder / 'half.pth').write_bytes(data[:len(data) // 2])
     with pytest.raises(
-            compat.CorruptCheckpointError,
-            match='truncated or corrupt') as info:
+            safe.CorruptCheckpointError, match='truncated or corrupt') as info:
         _load_checkpoint(f'{url}/half.pth')
     assert f'{url}/half.pth' in str(info.value)
     # The bad download is not kept: a retry fetches the file again.

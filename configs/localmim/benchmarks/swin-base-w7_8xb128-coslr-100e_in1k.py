@@ -15,7 +15,12 @@
 _base_ = 'mmpretrain::simmim/benchmarks/swin-base-w7_8xb256-coslr-100e_in1k.py'
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
-train_dataloader = dict(batch_size=128)
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(
+    batch_size=128, collate_fn=dict(_delete_=True, type='default_collate'))
+val_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+test_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
 
 # the official model's LayerNorms all use eps 1e-6 (as the pre-training
 # configs), so converted weights see the same normalisation

@@ -4,3 +4,8 @@
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = 'mmpretrain::mixmim/benchmarks/mixmim-base_8xb128-coslr-100e_in1k.py'
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
+
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+val_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+test_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
