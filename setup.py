@@ -96,9 +96,12 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         classifiers=[
             'Development Status :: 3 - Alpha',
+            'Intended Audience :: Science/Research',
             'License :: OSI Approved :: Apache Software License',
             'Operating System :: OS Independent',
+            'Programming Language :: Python :: 3',
             'Programming Language :: Python :: 3.11',
+            'Topic :: Scientific/Engineering :: Artificial Intelligence',
         ],
         license='Apache License 2.0',
         # As mmpretrain/mmdet do: mmcv and mmengine are the `mim` extra, so

@@ -114,6 +114,22 @@ def test_installed_wheel_from_another_directory(tmp_path):
     assert 'Epoch(train) [1][1/1]' in out
     assert osp.isfile(osp.join(work, 'run', 'epoch_1.pth'))
 
+    # a fine-tune config by its installed path (its file name repeats in
+    # every method's benchmarks/), from that checkpoint; data_root reaches
+    # the validation split too
+    finetune = osp.join(target, 'mim_plugins', '.mim', 'configs', 'mae',
+                        'benchmarks',
+                        'vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
+    out = run([
+        mim, 'train', 'mim_plugins', finetune, '--work-dir', 'ft',
+        '--cfg-options', f'data_root={data}',
+        'model.backbone.init_cfg.checkpoint=run/epoch_1.pth',
+        'train_dataloader.batch_size=32', 'train_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0', 'train_cfg.max_epochs=1'
+    ], work, env)
+    assert 'Epoch(train) [1][1/1]' in out
+    assert 'Epoch(val) [1][1/1]' in out and 'accuracy/top1' in out
+
     # a tool of the installed package: the demo finds its default config
     # under .mim/configs and reads the data from --data-root
     out = run([
