@@ -46,9 +46,10 @@ FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
 def config_roots() -> list:
     """Folders holding the configs: the checkout's ``configs/`` next to
     ``tools/``, or ``mim_plugins/.mim/configs`` of an installed package."""
-    roots = [osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                      'configs'),
-             osp.join(osp.dirname(mim_plugins.__file__), '.mim', 'configs')]
+    roots = [
+        osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs'),
+        osp.join(osp.dirname(mim_plugins.__file__), '.mim', 'configs')
+    ]
     return [r for r in dict.fromkeys(roots) if osp.isdir(r)]
 
 
@@ -71,7 +72,9 @@ def check_fashion_mnist(cfg: Config) -> None:
     datasets += list(cfg.get('feature_eval_data', {}).values())
     for dataset in datasets:
         root = dataset.get('data_prefix') or dataset.get('data_root')
-        missing = [f for f in FMNIST_FILES if not osp.isfile(osp.join(root, f))]
+        missing = [
+            f for f in FMNIST_FILES if not osp.isfile(osp.join(root, f))
+        ]
         if missing:
             sys.exit(
                 f'Fashion-MNIST not found: {osp.abspath(root)} lacks '

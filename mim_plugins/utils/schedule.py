@@ -63,11 +63,11 @@ def set_max_epochs(cfg: Config,
 
 def _to_iterations(schedulers: list, epoch_length: int) -> None:
     """Rewrite epoch boundaries as iterations, each span >= 1 iteration."""
-    bounds = sorted({float(s.get('begin', 0))
-                     for s in schedulers} | {
-                         float(s['end'])
-                         for s in schedulers if s.get('end') is not None
-                     })
+    bounds = sorted(
+        {float(s.get('begin', 0))
+         for s in schedulers}
+        | {float(s['end'])
+           for s in schedulers if s.get('end') is not None})
     # one monotone map for every scheduler: equal epochs stay equal
     iters = {}
     last = None

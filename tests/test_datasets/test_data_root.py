@@ -60,8 +60,10 @@ def test_data_root_override_reaches_every_split(config, tmp_path):
 def test_explicit_data_prefix_kept(tmp_path):
     cfg = Config.fromfile(FMNIST_CONFIGS[0])
     cfg.merge_from_dict({
-        'data_root': str(tmp_path / 'a'),
-        'train_dataloader.dataset.data_prefix': str(tmp_path / 'b')
+        'data_root':
+        str(tmp_path / 'a'),
+        'train_dataloader.dataset.data_prefix':
+        str(tmp_path / 'b')
     })
     apply_data_root(cfg)
     assert cfg.train_dataloader.dataset.data_prefix == str(tmp_path / 'b')

@@ -27,9 +27,8 @@ def git(*args: str) -> str:
 def checkout_state() -> tuple:
     """What a build could change in the checkout: git's view and ``.mim``."""
     mim = osp.join(REPO_ROOT, 'mim_plugins', '.mim')
-    entries = sorted(
-        (name, osp.islink(osp.join(mim, name)))
-        for name in os.listdir(mim)) if osp.isdir(mim) else None
+    entries = sorted((name, osp.islink(osp.join(mim, name)))
+                     for name in os.listdir(mim)) if osp.isdir(mim) else None
     return git('status', '--porcelain'), entries
 
 
@@ -58,10 +57,8 @@ def run(args: list, cwd: str, env: dict, timeout: int = 300) -> str:
 
 
 @pytest.mark.skipif(
-    shutil.which('git') is None
-    or not osp.isdir(osp.join(REPO_ROOT, '.git'))
-    and not osp.isfile(osp.join(REPO_ROOT, '.git')),
-    reason='needs the git checkout')
+    shutil.which('git') is None or not osp.exists(osp.join(REPO_ROOT, '.git')),
+    reason='needs the git checkout (a clone or a worktree)')
 def test_installed_wheel_from_another_directory(tmp_path):
     before = checkout_state()
     src, target = str(tmp_path / 'src'), str(tmp_path / 'site')
@@ -75,8 +72,9 @@ def test_installed_wheel_from_another_directory(tmp_path):
 
     # build from the clean copy, install without dependencies: the stack
     # comes from the test environment
-    run([*pip, 'wheel', '--no-deps', '--no-build-isolation', '-w', 'dist',
-         '.'], src, env)
+    run([
+        *pip, 'wheel', '--no-deps', '--no-build-isolation', '-w', 'dist', '.'
+    ], src, env)
     wheel, = glob.glob(osp.join(src, 'dist', 'mim_plugins-*.whl'))
     run([*pip, 'install', '--no-deps', '--target', target, wheel], work, env)
     assert osp.isfile(
@@ -135,8 +133,8 @@ def test_installed_wheel_from_another_directory(tmp_path):
     out = run([
         mim, 'run', 'mim_plugins', 'run_demo', '--data-root', data,
         '--work-dir', 'demo', '--epochs', '1', '--train-samples', '32',
-        '--eval-train-samples', '32', '--eval-test-samples', '16',
-        '--knn-k', '5', '--probe-epochs', '0', '--cfg-options',
+        '--eval-train-samples', '32', '--eval-test-samples', '16', '--knn-k',
+        '5', '--probe-epochs', '0', '--cfg-options',
         'train_dataloader.batch_size=16', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False'
     ], work, env)

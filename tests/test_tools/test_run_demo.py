@@ -54,7 +54,8 @@ def test_demo_end_to_end(fmnist_root, tmp_path):
 
 def run_demo(args: list, cwd: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, osp.join(REPO_ROOT, 'tools', 'run_demo.py'), *args],
+        [sys.executable,
+         osp.join(REPO_ROOT, 'tools', 'run_demo.py'), *args],
         cwd=cwd,
         env=subprocess_env(),
         stdout=subprocess.PIPE,

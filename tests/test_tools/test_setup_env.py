@@ -37,7 +37,8 @@ def make_layout(root: str) -> None:
 def run_links_step(root: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MIM_PLUGINS_CACHE=osp.join(root, 'cache'))
     return subprocess.run(
-        ['bash', osp.join(root, 'tools', 'setup_env.sh'), '--mim-links'],
+        ['bash',
+         osp.join(root, 'tools', 'setup_env.sh'), '--mim-links'],
         env=env,
         capture_output=True,
         text=True,
