@@ -38,7 +38,10 @@ def add_mim_extension() -> None:
     ``mim train mim_plugins <config>`` looks for ``mim_plugins/.mim/tools/
     train.py`` and searches configs under ``mim_plugins/.mim/configs``.
     Editable installs get symlinks (so edits are live); wheels and sdists get
-    copies.
+    copies.  A build in a checkout whose ``.mim`` already holds the links
+    (``make setup``) keeps them: the build copies the files they point to,
+    while replacing them by copies would leave an editable install reading
+    frozen configs and tools.
     """
     argv = ' '.join(sys.argv)
     if 'develop' in argv or 'editable_wheel' in argv:
@@ -58,6 +61,9 @@ def add_mim_extension() -> None:
         if not osp.exists(src):
             continue
         dst = osp.join(mim_path, filename)
+        if mode == 'copy' and osp.islink(dst) and osp.realpath(
+                dst) == osp.realpath(src):
+            continue
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
@@ -90,14 +96,20 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         classifiers=[
             'Development Status :: 3 - Alpha',
+            'Intended Audience :: Science/Research',
             'License :: OSI Approved :: Apache Software License',
             'Operating System :: OS Independent',
+            'Programming Language :: Python :: 3',
             'Programming Language :: Python :: 3.11',
+            'Topic :: Scientific/Engineering :: Artificial Intelligence',
         ],
         license='Apache License 2.0',
-        install_requires=parse_requirements('requirements/runtime.txt') +
-        parse_requirements('requirements/mminstall.txt'),
+        # As mmpretrain/mmdet do: mmcv and mmengine are the `mim` extra, so
+        # pip never tries to build mmcv's sdist over a working install.
+        install_requires=parse_requirements('requirements/runtime.txt'),
         extras_require={
+            'mim':
+            parse_requirements('requirements/mminstall.txt'),
             'tests':
             parse_requirements('requirements/tests.txt'),
             'det':

@@ -1,8 +1,16 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """mim_plugins: efficient masked image modeling plugins for MMPretrain."""
-import mmcv
-import mmengine
-import mmpretrain
+try:
+    import mmcv
+    import mmengine
+    import mmpretrain
+except ImportError as err:
+    # mmcv/mmengine are the `mim` extra (pip must not build mmcv over a
+    # working install), so a bare `pip install` can leave them out.
+    raise ImportError(
+        f'{err}: mim_plugins needs the OpenMMLab stack installed first '
+        '(mmengine>=0.10.6, mmcv>=2.0.0,<2.2.0, mmpretrain 1.2; see '
+        'docs/install.md).') from err
 from mmengine.utils import digit_version
 
 from .version import __version__, version_info
@@ -21,7 +29,8 @@ def _check(name: str, version: str, low: str, high: str) -> None:
         raise ImportError(
             f'{name}=={version} is used but incompatible with mim_plugins '
             f'{__version__}: please install {name}>={low},<{high} '
-            '(`make setup` builds the pinned stack).')
+            '(`make setup` builds the pinned stack; docs/install.md '
+            'installs it into an existing environment).')
 
 
 _check('mmcv', mmcv.__version__, mmcv_minimum_version, mmcv_maximum_version)
@@ -42,6 +51,11 @@ from . import datasets, engine, models  # noqa: E402,F401
 # The one effect beyond registration: every checkpoint loads with
 # weights_only=True (explained in that module).
 from .utils import safe_checkpoint_loading  # noqa: E402,F401
+from .datasets.data_root import patch_runner_from_cfg  # noqa: E402
+
+# `--cfg-options data_root=DIR` reaches every dataset of a config
+# (mim_plugins/datasets/data_root.py).
+patch_runner_from_cfg()
 from .utils import register_all_modules  # noqa: E402
 
 __all__ = ['__version__', 'version_info', 'register_all_modules']

@@ -89,3 +89,24 @@ def test_register_all_modules_sets_scope():
         with pytest.warns(UserWarning, match='mmpretrain'):
             register_all_modules(init_default_scope=True)
         assert DefaultScope.get_current_instance().scope_name == 'mmpretrain'
+
+
+def test_missing_stack_says_what_to_install():
+    """mmcv is not an install requirement (pip would build its sdist), so
+    its absence gets a message naming the stack."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    proc = subprocess.run([
+        sys.executable, '-c',
+        "import sys; sys.modules['mmcv'] = None; import mim_plugins"
+    ],
+                          cwd=REPO_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert 'mim_plugins needs the OpenMMLab stack installed first' in \
+        proc.stderr
+    assert 'docs/install.md' in proc.stderr

@@ -10,13 +10,21 @@ Steps (``make demo`` runs them with the defaults):
 3. print a summary table, write ``demo_results.json`` and save a PNG of
    masked inputs and their reconstructions into the work directory.
 
+The data is read from the config's ``data_root`` (``data/fashion-mnist``
+under the working directory) or from ``--data-root``.  The script also runs
+where the package is installed (``mim run mim_plugins run_demo``): the
+default config is looked up next to this script, that is in the checkout's
+``configs/`` or the installed ``mim_plugins/.mim/configs/``.
+
 Example:
     python tools/run_demo.py  # MAE baseline config, 3 epochs of 20k images
     python tools/run_demo.py CONFIG --epochs 10 --train-samples 0
+    mim run mim_plugins run_demo --data-root /data/fashion-mnist
 """
 import argparse
 import json
 import os.path as osp
+import sys
 import time
 
 import torch
@@ -24,19 +32,72 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-import mim_plugins  # noqa: F401
+import mim_plugins
+from mim_plugins.datasets import apply_data_root
 from mim_plugins.evaluation import build_feature_eval_loaders, score_model
 from mim_plugins.utils import set_max_epochs
 from mim_plugins.visualization import reconstruct, save_reconstruction_grid
 
-DEFAULT_CONFIG = ('configs/mae/'
-                  'mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
+DEFAULT_CONFIG = 'mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'
+FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+                't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+
+
+def config_roots() -> list:
+    """Folders holding the configs: the checkout's ``configs/`` next to
+    ``tools/``, or ``mim_plugins/.mim/configs`` of an installed package."""
+    roots = [
+        osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs'),
+        osp.join(osp.dirname(mim_plugins.__file__), '.mim', 'configs')
+    ]
+    return [r for r in dict.fromkeys(roots) if osp.isdir(r)]
+
+
+def find_config(config: str) -> str:
+    """``config`` itself, or the same relative path under the configs."""
+    if osp.isfile(config):
+        return config
+    rel = config[len('configs/'):] if config.startswith('configs/') \
+        else config
+    for root in config_roots():
+        if osp.isfile(osp.join(root, rel)):
+            return osp.join(root, rel)
+    sys.exit(f'Config {config} not found in the working directory nor in '
+             f'{config_roots()}.')
+
+
+def check_fashion_mnist(cfg: Config) -> None:
+    """Stop with a clear message when a split's IDX files are missing."""
+    datasets = [cfg.train_dataloader.dataset]
+    datasets += list(cfg.get('feature_eval_data', {}).values())
+    for dataset in datasets:
+        root = dataset.get('data_prefix') or dataset.get('data_root')
+        missing = [
+            f for f in FMNIST_FILES if not osp.isfile(osp.join(root, f))
+        ]
+        if missing:
+            sys.exit(
+                f'Fashion-MNIST not found: {osp.abspath(root)} lacks '
+                f'{", ".join(missing)}.\nPut the four unpacked IDX files '
+                f'({", ".join(FMNIST_FILES)}) there -- gunzip the .gz files '
+                'of https://github.com/zalandoresearch/fashion-mnist or of '
+                'the Debian package dataset-fashion-mnist '
+                '(/usr/share/datasets/fashion-mnist) -- or pass '
+                '--data-root DIR.')
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        'config', nargs='?', default=DEFAULT_CONFIG, help='pre-train config')
+        'config',
+        nargs='?',
+        default=DEFAULT_CONFIG,
+        help='pre-train config: a path, or a path under the configs '
+        f'folder (default: {DEFAULT_CONFIG})')
+    parser.add_argument(
+        '--data-root',
+        help='Fashion-MNIST folder with the four unpacked IDX files '
+        "(default: the config's data_root, data/fashion-mnist)")
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument(
         '--epochs',
@@ -88,14 +149,23 @@ def masked_loss(model: torch.nn.Module, inputs: torch.Tensor) -> float:
 def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
+    args.config = find_config(args.config)
     cfg = Config.fromfile(args.config)
-    set_max_epochs(cfg, args.epochs)
     if args.train_samples:
         cfg.train_dataloader.dataset.indices = args.train_samples
+    if args.data_root:
+        cfg.data_root = args.data_root
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    apply_data_root(cfg)
+    check_fashion_mnist(cfg)
     cfg.work_dir = args.work_dir
     cfg.launcher = 'none'
+    # The schedule is rescaled in whole iterations, so a short epoch keeps
+    # a warm-up of at least one iteration.
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    epoch_length = len(Runner.build_dataloader(cfg.train_dataloader))
+    set_max_epochs(cfg, args.epochs, epoch_length=epoch_length)
 
     runner = Runner.from_cfg(cfg)
     t0 = time.time()

@@ -14,6 +14,9 @@
 #   MAX_JOBS             parallel compile jobs for mmcv (default: nproc)
 #   MIM_PLUGINS_MIN_FREE_GB  free disk (GiB) required before torch is installed
 #                        (default: 8)
+#
+# `tools/setup_env.sh --mim-links` only checks and repairs mim_plugins/.mim
+# (see step 6b) and touches nothing else.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +56,42 @@ run_step() {
     fi
     printf '[setup] %-14s done in %ss\n' "$name" $(( $(date +%s) - t0 ))
 }
+
+# mim_plugins/.mim must hold links to the checkout's tools/, configs/ and
+# model-index.yml (`mim train/run mim_plugins` read them).  `pip install .`,
+# `pip wheel .` or `python -m build` in an older checkout replaced them with
+# copies: git does not show it and mim would silently use stale files.
+MIM_LINKS="tools configs model-index.yml"
+mim_links_ok() {
+    local f dst
+    for f in $MIM_LINKS; do
+        dst="$ROOT/mim_plugins/.mim/$f"
+        [ -L "$dst" ] && [ "$(readlink -f "$dst")" = "$(readlink -f "$ROOT/$f")" ] || return 1
+    done
+}
+repair_mim_links() {
+    set -euo pipefail
+    local f dst
+    mkdir -p "$ROOT/mim_plugins/.mim"
+    for f in $MIM_LINKS; do
+        dst="$ROOT/mim_plugins/.mim/$f"
+        if [ -L "$dst" ] && [ "$(readlink -f "$dst")" = "$(readlink -f "$ROOT/$f")" ]; then
+            continue
+        fi
+        if [ -e "$dst" ] || [ -L "$dst" ]; then
+            echo "mim_plugins/.mim/$f is not a link to $f (a copy left by a build?); replacing it"
+            rm -rf "$dst"
+        fi
+        ln -s "../../$f" "$dst"
+    done
+}
+export -f mim_links_ok repair_mim_links
+export ROOT MIM_LINKS
+
+if [ "${1:-}" = "--mim-links" ]; then
+    run_step mim-links mim_links_ok repair_mim_links
+    exit 0
+fi
 
 export PY="$VENV/bin/python"
 export PIP="$VENV/bin/python -m pip --disable-pip-version-check"
@@ -144,9 +183,14 @@ run_step toolboxes "$(has mmpretrain $MMPRETRAIN) && $(has mmdet $MMDET) && $(ha
 #    finds `.mim/tools/train.py` under the distribution's location; setuptools
 #    < 80 keeps that location at the checkout (egg-link), while setuptools 80's
 #    PEP 660 editable install reports site-packages and hides it.
-MIM_CHECK="from mim.utils.utils import get_installed_path as p; import os, sys; sys.exit(not os.path.isfile(os.path.join(p('mim_plugins'), '.mim', 'tools', 'train.py')))"
+#    The check also asks that mim finds this checkout, not a non-editable
+#    copy installed by `pip install .`.
+MIM_CHECK="from mim.utils.utils import get_installed_path as p; import os, sys; sys.exit(os.path.realpath(p('mim_plugins')) != os.path.realpath('$ROOT/mim_plugins') or not os.path.isfile(os.path.join(p('mim_plugins'), '.mim', 'tools', 'train.py')))"
 run_step mim_plugins "$PY -c 'import mim_plugins' && $PY -W ignore -c \"$MIM_CHECK\"" \
     "cd '$ROOT' && $PIP install --no-deps --no-build-isolation -e ."
+# 6b. The `.mim` links (made by the editable install above; repaired here
+#     when a later build replaced them with copies).
+run_step mim-links mim_links_ok repair_mim_links
 
 # 7. Fashion-MNIST for the demo: the Debian package dataset-fashion-mnist
 #    ships gzipped IDX files; mmpretrain's FashionMNIST reads them unpacked

@@ -260,9 +260,12 @@ def build_feature_eval_loaders(cfg: Config,
         dict: ``{'train': DataLoader, 'test': DataLoader}``.
     """
     from mmengine.runner import Runner
+
+    from mim_plugins.datasets import apply_data_root
     if 'feature_eval_data' not in cfg:
         raise KeyError('the config has no `feature_eval_data` (train/test '
                        'datasets of the frozen-feature evaluation)')
+    apply_data_root(cfg)  # a `data_root` override reaches these datasets
     loaders = {}
     for split, n in (('train', train_samples), ('test', test_samples)):
         dataset = cfg.feature_eval_data[split].copy()
@@ -325,9 +328,12 @@ def build_scoring_model(
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
+
+    from mim_plugins.datasets import apply_data_root
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    apply_data_root(cfg)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     if data_root:
         for split in ('train', 'test'):

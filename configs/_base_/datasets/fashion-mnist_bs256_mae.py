@@ -2,10 +2,12 @@
 # The 28-px gray images are padded by 2 px of background on every side to
 # 32 px (native resolution kept, no interpolation; 32 / patch 4 = 8x8 patches)
 # and kept single-channel (in_channels=1 throughout the model).
-# `make setup` unpacks the Debian package `dataset-fashion-mnist` into
-# data/fashion-mnist (mmpretrain's FashionMNIST reads uncompressed IDX files).
+# The folder is `data_root` of fashion-mnist_root.py (`make setup` unpacks
+# the Debian package `dataset-fashion-mnist` into data/fashion-mnist;
+# mmpretrain's FashionMNIST reads uncompressed IDX files).
+_base_ = ['./fashion-mnist_root.py']
 dataset_type = 'FashionMNIST'
-data_root = 'data/fashion-mnist'
+data_root = {{_base_.data_root}}
 
 data_preprocessor = dict(
     type='SelfSupDataPreprocessor',

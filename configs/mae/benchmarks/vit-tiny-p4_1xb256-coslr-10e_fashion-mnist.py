@@ -2,7 +2,11 @@
 # scaled down: layer-wise lr decay, label smoothing, drop path).
 # Give the pre-trained checkpoint with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
-_base_ = ['../../_base_/default_runtime.py']
+_base_ = [
+    '../../_base_/datasets/fashion-mnist_root.py',
+    '../../_base_/default_runtime.py'
+]
+data_root = {{_base_.data_root}}
 
 data_preprocessor = dict(
     type='ClsDataPreprocessor',
@@ -27,7 +31,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type='FashionMNIST',
-        data_prefix='data/fashion-mnist',
+        data_prefix=data_root,
         test_mode=False,
         download=False,
         pipeline=train_pipeline))
@@ -37,7 +41,7 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='FashionMNIST',
-        data_prefix='data/fashion-mnist',
+        data_prefix=data_root,
         test_mode=True,
         download=False,
         pipeline=test_pipeline))
