@@ -97,7 +97,7 @@ def test_missing_stack_says_what_to_install():
     import subprocess
     import sys
 
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
     proc = subprocess.run([
         sys.executable, '-c',
         "import sys; sys.modules['mmcv'] = None; import mim_plugins"

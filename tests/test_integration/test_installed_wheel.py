@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, make_fake_fmnist
+from helpers import REPO_ROOT, VENV_BIN, make_fake_fmnist
 
 CONFIG = 'mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist'
 

@@ -6,7 +6,7 @@ import os.path as osp
 import shutil
 import subprocess
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def make_layout(root: str) -> None:
