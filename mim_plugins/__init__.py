@@ -51,11 +51,6 @@ from . import datasets, engine, models  # noqa: E402,F401
 # The one effect beyond registration: every checkpoint loads with
 # weights_only=True (explained in that module).
 from .utils import safe_checkpoint_loading  # noqa: E402,F401
-from .datasets.data_root import patch_runner_from_cfg  # noqa: E402
-
-# `--cfg-options data_root=DIR` reaches every dataset of a config
-# (mim_plugins/datasets/data_root.py).
-patch_runner_from_cfg()
 from .utils import register_all_modules  # noqa: E402
 
 __all__ = ['__version__', 'version_info', 'register_all_modules']

@@ -17,6 +17,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mim_plugins  # noqa: F401  (registers the plugin's modules)
+from mim_plugins.datasets import apply_data_root
 from mim_plugins.utils import setup_cpu_distributed
 
 
@@ -119,6 +120,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # `data_root=DIR` moves every Fashion-MNIST split (not only the key).
+    apply_data_root(cfg)
     # torch refuses persistent workers without worker processes.
     if cfg.get('test_dataloader') and \
             cfg.test_dataloader.get('num_workers', 0) == 0:

@@ -3,24 +3,19 @@
 
 mmengine resolves a config's variables when the file is read: a dataset
 written as ``data_prefix=data_root`` holds a copy of the string, so
-``--cfg-options data_root=DIR`` changes the top-level key and nothing else.
-The Fashion-MNIST configs therefore record the path they were written with
-(``default_data_root``, next to ``data_root`` in
+``--cfg-options data_root=DIR`` alone changes the top-level key and nothing
+else.  The Fashion-MNIST configs therefore record the path they were written
+with (``default_data_root``, next to ``data_root`` in
 ``configs/_base_/datasets/fashion-mnist_root.py``), and :func:`apply_data_root`
 points every ``data_prefix`` that still holds that path at ``data_root``.
-It runs when a Runner is built from a config (:func:`patch_runner_from_cfg`,
-applied when ``mim_plugins`` is imported, which every plugin config does
-through ``custom_imports``), so ``mim train mmpretrain``, ``mim train
-mim_plugins``, ``tools/train.py`` and ``tools/test.py`` all honour it; a
-``data_prefix`` set explicitly to another path is left alone.
+The project's ``tools/train.py`` and ``tools/test.py`` (also behind ``mim
+train/test mim_plugins`` and ``dist_train.sh``) call it after
+``--cfg-options``; a ``data_prefix`` set explicitly to another path is left
+alone.  Other tools (mmpretrain's own ``train.py``) read the environment
+variable ``FMNIST_ROOT`` that the same base file substitutes when the config
+is read.
 """
-import copy
-import functools
-
 from mmengine.config import Config
-from mmengine.runner import Runner
-
-_PATCHED = False
 
 
 def _replace_prefix(node, old: str, new: str) -> None:
@@ -56,21 +51,3 @@ def apply_data_root(cfg: Config) -> Config:
             _replace_prefix(value, default, root)
     cfg.default_data_root = root
     return cfg
-
-
-def patch_runner_from_cfg() -> None:
-    """Make :meth:`Runner.from_cfg` apply :func:`apply_data_root` first
-    (idempotent; the caller's config is not changed)."""
-    global _PATCHED
-    if _PATCHED:
-        return
-    original = Runner.from_cfg.__func__
-
-    def from_cfg(cls, cfg):
-        if cfg.get('data_root') != cfg.get('default_data_root'):
-            cfg = apply_data_root(copy.deepcopy(cfg))
-        return original(cls, cfg)
-
-    functools.update_wrapper(from_cfg, original)
-    Runner.from_cfg = classmethod(from_cfg)
-    _PATCHED = True

@@ -5,10 +5,10 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS
 
 import mim_plugins  # noqa: F401
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mim_plugins.datasets import apply_data_root
 
 FMNIST_CONFIGS = sorted(
@@ -78,19 +78,13 @@ def test_explicit_data_prefix_kept(tmp_path):
     'configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py',
     'configs/mae/benchmarks/vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'
 ])
-def test_runner_reads_data_root(config, fmnist_root, tmp_path):
-    """The Runner built from the config (as every train/test tool does)
-    loads the images from ``data_root``."""
+def test_fmnist_root_env_reaches_every_split(config, fmnist_root,
+                                             monkeypatch):
+    """FMNIST_ROOT moves every split when the file is read, so tools that do
+    not call apply_data_root (mmpretrain's own train.py) honour it too."""
+    monkeypatch.setenv('FMNIST_ROOT', fmnist_root)
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
-    cfg.merge_from_dict({
-        'data_root': fmnist_root,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.batch_size': 8,
-    })
-    cfg.work_dir = str(tmp_path)
-    runner = Runner.from_cfg(cfg)
-    # the caller's config is not changed
-    assert cfg.train_dataloader.dataset.data_prefix == 'data/fashion-mnist'
-    loader = runner.build_dataloader(runner._train_dataloader)
-    assert len(loader.dataset) == 320  # the fake set, not the real 60000
+    datasets = list(fmnist_datasets(cfg.to_dict()))
+    assert {d['data_prefix'] for d in datasets} == {fmnist_root}
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert len(dataset) == 320  # the fake set, not the real 60000
