@@ -386,10 +386,9 @@ GIB = 1024**3
 # runs most of them in bf16 instead, which would under-count CUDA AMP.
 CUDA_AUTOCAST_FP32_OPS = frozenset({
     'acos', 'asin', 'cosh', 'erfinv', 'exp', 'expm1', 'log', 'log10', 'log2',
-    '__pow__', '__rpow__',
-    'log1p', 'reciprocal', 'rsqrt', 'sinh', 'tan', 'pow', 'softplus',
-    'layer_norm', 'group_norm', 'norm', 'nll_loss', 'mse_loss', 'l1_loss',
-    'smooth_l1_loss', 'huber_loss', 'cross_entropy',
+    '__pow__', '__rpow__', 'log1p', 'reciprocal', 'rsqrt', 'sinh', 'tan',
+    'pow', 'softplus', 'layer_norm', 'group_norm', 'norm', 'nll_loss',
+    'mse_loss', 'l1_loss', 'smooth_l1_loss', 'huber_loss', 'cross_entropy',
     'binary_cross_entropy_with_logits', 'cosine_similarity', 'softmax',
     'log_softmax', 'softmin', 'sum', 'prod', 'cumsum', 'cumprod', 'dist',
     'pdist', 'cdist', 'renorm', 'logsumexp', 'kl_div', 'normalize'
@@ -476,8 +475,10 @@ def accumulating(optim_wrapper, counts: int):
             w._max_counts = max_counts
 
 
-def memory_timeline(step: Callable[[], None], model: torch.nn.Module,
-                    optim_wrapper, steps: int = 1) -> List[int]:
+def memory_timeline(step: Callable[[], None],
+                    model: torch.nn.Module,
+                    optim_wrapper,
+                    steps: int = 1) -> List[int]:
     """Live bytes after every operator of ``steps`` consecutive steps.
 
     Parameters, buffers, gradients and optimizer state that exist before the
@@ -603,8 +604,7 @@ def measure_timelines(cfg: Config,
                      if p.requires_grad)
     one_step = memory_timeline(step, model, optim_wrapper)
     with accumulating(optim_wrapper, accumulation_steps):
-        cycle = memory_timeline(step, model, optim_wrapper,
-                                accumulation_steps)
+        cycle = memory_timeline(step, model, optim_wrapper, accumulation_steps)
     return dict(
         step=one_step,
         accumulate=cycle,
@@ -694,9 +694,8 @@ def accumulation_plan(target_batch: int, max_batch: int) -> tuple:
     if max_batch < 1 or target_batch < 1:
         raise ValueError('target_batch and max_batch must be >= 1, got '
                          f'{target_batch} and {max_batch}')
-    batch = max(d for d in range(1,
-                                 min(max_batch, target_batch) + 1)
-                if target_batch % d == 0)
+    divisors = range(1, min(max_batch, target_batch) + 1)
+    batch = max(d for d in divisors if target_batch % d == 0)
     return batch, target_batch // batch
 
 

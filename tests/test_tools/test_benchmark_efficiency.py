@@ -126,9 +126,9 @@ def test_memory_plan_report(tmp_path):
     out = tmp_path / 'out'
     budgets = ['0.0002', '0.0005', '0.001', '0.002', '0.01']
     proc = run_tool([
-        'tools/analysis_tools/benchmark_efficiency.py', cfg, '--baseline',
-        cfg, '--fit-memory', *budgets, '--margin-gib', '0', '--margin-frac',
-        '0', '--fit-only', '--out',
+        'tools/analysis_tools/benchmark_efficiency.py', cfg, '--baseline', cfg,
+        '--fit-memory', *budgets, '--margin-gib', '0', '--margin-frac', '0',
+        '--fit-only', '--out',
         str(out)
     ])
     with open(out / 'efficiency.json') as f:
@@ -169,8 +169,7 @@ def test_planned_batch_fits_and_a_larger_one_does_not(tmp_path, precision):
                                               measure_timelines, plan_memory)
     path = tiny_config(tmp_path, 'mae_tiny')
     budget = 0.002  # GiB: fits tens of tiny images, not the config's 64
-    plan = plan_memory(
-        measure_memory_lines(path, precision), budget, 0, 0)
+    plan = plan_memory(measure_memory_lines(path, precision), budget, 0, 0)
     assert 4 < plan['max_batch'] < 64 and plan['accumulative_counts'] > 1
     cfg = load_config(path)
 

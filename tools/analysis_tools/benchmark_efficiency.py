@@ -38,9 +38,8 @@ import torch
 
 import mim_plugins  # noqa: F401
 from mim_plugins.utils.efficiency import (GIB, MemoryBudgetError,
-                                          measure_config,
-                                          measure_memory_lines, min_budget_gib,
-                                          plan_memory, ratio)
+                                          measure_config, measure_memory_lines,
+                                          min_budget_gib, plan_memory, ratio)
 
 
 def attention_backend(name: str):
@@ -255,7 +254,7 @@ def plan_markdown(plan: Dict, meta: Dict) -> str:
         '| config | precision | batch | min GiB | ' +
         ' | '.join(f'{b:g} GiB' for b in budgets) + ' |',
         '| --- | --- | --- | --- | ' + ' | '.join('---'
-                                                   for _ in budgets) + ' |',
+                                                  for _ in budgets) + ' |',
     ]
     for row in plan['rows']:
         cells = [plan_cell(p) for p in row['plans']]
