@@ -198,7 +198,7 @@ def plan_configs(paths: List[str], args: argparse.Namespace) -> Dict:
                     b: v / GIB
                     for b, v in lines['peak_bytes_measured'].items()
                 },
-                # GiB per extra image at the peak of a plain step
+                # predicted peak of one plain step at the config's batch
                 peak_gib_at_config_batch=lines['step'].peak(
                     lines['config_batch']) / GIB,
                 grad_gib=lines['grad_bytes'] / GIB,
