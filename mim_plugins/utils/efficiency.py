@@ -6,6 +6,8 @@ measured around the model's own ``train_step`` (forward, backward and
 optimizer step, so methods with several backward/step calls per iteration
 are measured as they train).
 """
+import contextlib
+import math
 import os.path as osp
 import statistics
 import time
@@ -16,6 +18,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from torch.multiprocessing.reductions import StorageWeakRef
+from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -370,3 +373,390 @@ def measure_config(path: str,
     record['peak_bytes_at_mem_batch'] = peak
     record['peak_bytes_at_mem_batch_source'] = source
     return record
+
+
+# --------------------------------------------------------------------------
+# Memory planner: the largest per-device batch that fits a memory budget.
+# --------------------------------------------------------------------------
+
+GIB = 1024**3
+
+# Ops that CUDA autocast runs in float32 (torch's CUDA "fp32" cast policy),
+# by the name they have as torch functions or Tensor methods.  CPU autocast
+# runs most of them in bf16 instead, which would under-count CUDA AMP.
+CUDA_AUTOCAST_FP32_OPS = frozenset({
+    'acos', 'asin', 'cosh', 'erfinv', 'exp', 'expm1', 'log', 'log10', 'log2',
+    '__pow__', '__rpow__', 'log1p', 'reciprocal', 'rsqrt', 'sinh', 'tan',
+    'pow', 'softplus', 'layer_norm', 'group_norm', 'norm', 'nll_loss',
+    'mse_loss', 'l1_loss', 'smooth_l1_loss', 'huber_loss', 'cross_entropy',
+    'binary_cross_entropy_with_logits', 'cosine_similarity', 'softmax',
+    'log_softmax', 'softmin', 'sum', 'prod', 'cumsum', 'cumprod', 'dist',
+    'pdist', 'cdist', 'renorm', 'logsumexp', 'kl_div', 'normalize'
+})
+
+
+class CudaAutocastPolicy(TorchFunctionMode):
+    """Run CUDA autocast's float32 ops in float32 under CPU autocast.
+
+    CPU autocast (bf16) and CUDA autocast (fp16) both run matmuls,
+    convolutions and attention in 16 bits, but CUDA keeps normalisation,
+    softmax, reductions and losses in float32 while CPU autocast leaves them
+    in bf16.  Inside this mode, a call to one of
+    :data:`CUDA_AUTOCAST_FP32_OPS` gets its floating-point tensors cast to
+    float32 and runs with autocast off, as on CUDA, so the bytes measured on
+    CPU are those of a CUDA AMP step (bf16 and fp16 have the same size).
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, '__name__', '')
+        if name not in CUDA_AUTOCAST_FP32_OPS or \
+                not torch.is_autocast_enabled('cpu'):
+            return func(*args, **kwargs)
+
+        def to_fp32(x):
+            if isinstance(x, torch.Tensor) and x.is_floating_point():
+                return x.float()
+            return x
+
+        args = tuple(to_fp32(a) for a in args)
+        kwargs = {k: to_fp32(v) for k, v in kwargs.items()}
+        with torch.autocast('cpu', enabled=False):
+            return func(*args, **kwargs)
+
+
+def leaf_optim_wrappers(optim_wrapper) -> list:
+    """The plain optimizer wrappers inside ``optim_wrapper`` (BIM: one per
+    block)."""
+    if hasattr(optim_wrapper, 'optim_wrappers'):  # OptimWrapperDict
+        return list(optim_wrapper.optim_wrappers.values())
+    return [optim_wrapper]
+
+
+def use_cpu_autocast(optim_wrapper, dtype: torch.dtype = torch.bfloat16):
+    """Make every wrapper's ``optim_context`` autocast its forward on CPU.
+
+    mmengine's ``AmpOptimWrapper`` needs CUDA; on CPU the measurement keeps
+    the fp32 wrapper (fp32 master weights, as AMP has) and autocasts the
+    forward exactly where ``AmpOptimWrapper.optim_context`` would, with
+    CUDA's float32 policy (:class:`CudaAutocastPolicy`).  The loss scaler is
+    left out: it works in place and holds a few scalars.
+    """
+    for wrapper in leaf_optim_wrappers(optim_wrapper):
+        base = wrapper.optim_context
+
+        @contextlib.contextmanager
+        def optim_context(model, base=base):
+            with base(model), torch.autocast('cpu', dtype=dtype), \
+                    CudaAutocastPolicy():
+                yield
+
+        wrapper.optim_context = optim_context
+
+
+@contextlib.contextmanager
+def accumulating(optim_wrapper, counts: int):
+    """Let every wrapper accumulate gradients over ``counts`` iterations.
+
+    The next ``counts`` calls of ``update_params`` form one accumulation
+    cycle (the last one steps); the previous setting is restored on exit.
+    """
+    wrappers = leaf_optim_wrappers(optim_wrapper)
+    saved = [(w._accumulative_counts, w._inner_count, w._max_counts)
+             for w in wrappers]
+    for w in wrappers:
+        w._accumulative_counts, w._inner_count, w._max_counts = counts, 0, -1
+    try:
+        yield
+    finally:
+        for w, (acc, inner, max_counts) in zip(wrappers, saved):
+            w._accumulative_counts = acc
+            w._inner_count = inner
+            w._max_counts = max_counts
+
+
+def memory_timeline(step: Callable[[], None],
+                    model: torch.nn.Module,
+                    optim_wrapper,
+                    steps: int = 1) -> List[int]:
+    """Live bytes after every operator of ``steps`` consecutive steps.
+
+    Parameters, buffers, gradients and optimizer state that exist before the
+    first step are counted from the start.
+    """
+    tracker = LiveTensorMemory()
+    tracker.track(model.parameters())
+    tracker.track(model.buffers())
+    tracker.track(p.grad for p in model.parameters())
+    tracker.track(optimizer_tensors(optim_wrapper))
+    tracker.timeline.append(tracker.current)
+    with tracker:
+        for _ in range(steps):
+            step()
+    return tracker.timeline
+
+
+class MemoryLines:
+    """Peak memory as a function of the batch: ``max_i (a_i + b_i * batch)``.
+
+    One line per operator of a training step, fitted through the live bytes
+    after that operator at two batch sizes (see :func:`extrapolate_timeline`).
+    The maximum of lines is convex in the batch, so the batches that fit a
+    budget form an interval starting at 0.
+
+    Args:
+        timeline_small (Sequence[int]): Live bytes per operator at
+            ``batch_small``.
+        timeline_large (Sequence[int]): The same operators at
+            ``batch_large``.
+        batch_small (int): The smaller batch.
+        batch_large (int): The larger batch.
+    """
+
+    def __init__(self, timeline_small: Sequence[int],
+                 timeline_large: Sequence[int], batch_small: int,
+                 batch_large: int) -> None:
+        if len(timeline_small) != len(timeline_large) or not timeline_small:
+            raise ValueError(
+                'The two measured steps ran different operators '
+                f'({len(timeline_small)} and {len(timeline_large)}); the '
+                'model must run the same operators at every batch size.')
+        if batch_large <= batch_small:
+            raise ValueError('batch_large must be larger than batch_small, '
+                             f'got {batch_small} and {batch_large}')
+        small = torch.tensor(timeline_small, dtype=torch.float64)
+        large = torch.tensor(timeline_large, dtype=torch.float64)
+        self.slope = (large - small) / (batch_large - batch_small)
+        self.intercept = small - self.slope * batch_small
+
+    def peak(self, batch: float) -> float:
+        """Predicted peak bytes at ``batch``."""
+        return float((self.intercept + self.slope * batch).max())
+
+    def max_batch(self, budget_bytes: float, limit: int = 1 << 20) -> int:
+        """The largest batch whose predicted peak is at most
+        ``budget_bytes`` (0 if not even one image fits; at most ``limit``)."""
+        grows = self.slope > 0
+        if grows.any():
+            bound = ((budget_bytes - self.intercept[grows]) /
+                     self.slope[grows]).min()
+            batch = int(min(max(bound.floor().item(), 0), limit))
+        else:
+            batch = limit
+        # operators whose memory does not grow with the batch
+        while batch > 0 and self.peak(batch) > budget_bytes:
+            batch -= 1
+        return batch
+
+
+class MemoryBudgetError(ValueError):
+    """A memory budget too small for one image per step."""
+
+
+def measure_timelines(cfg: Config,
+                      batch: int,
+                      precision: str = 'fp32',
+                      img_size: Optional[int] = None,
+                      accumulation_steps: int = 3,
+                      seed: int = 0) -> Dict:
+    """Live bytes per operator of a config's training step at ``batch``.
+
+    A warm-up step runs first (it creates the optimizer state); then one
+    training step and one gradient-accumulation cycle of
+    ``accumulation_steps`` iterations (gradients stay alive between
+    iterations, the last one steps) are tracked.  Methods that step part of
+    the model at a time (BIM) are measured as they train: each block's graph
+    and gradients are freed before the next block runs, so the peak is the
+    largest block's, not the sum of the blocks.
+
+    Args:
+        cfg (Config): A config loaded by :func:`load_config`.
+        batch (int): Per-device batch.
+        precision (str): ``'fp32'`` or ``'amp'`` (the forward under CPU bf16
+            autocast with CUDA's float32 policy, see
+            :func:`use_cpu_autocast`). Defaults to ``'fp32'``.
+        img_size (int, optional): Image size; defaults to the backbone's.
+        accumulation_steps (int): Iterations of the accumulation cycle (3:
+            its first, a middle and its last iteration). Defaults to 3.
+        seed (int): Seed of the weights and the random images.
+
+    Returns:
+        dict: ``step`` and ``accumulate`` (the two timelines),
+        ``resident_bytes`` (parameters, buffers and optimizer state between
+        steps) and ``grad_bytes`` (gradients of the trainable parameters).
+    """
+    if precision not in ('fp32', 'amp'):
+        raise ValueError(f"precision must be 'fp32' or 'amp', got "
+                         f'{precision!r}')
+    torch.manual_seed(seed)
+    model, optim_wrapper = build_model_and_optim(cfg, 'cpu')
+    if precision == 'amp':
+        use_cpu_autocast(optim_wrapper)
+    data = make_batch(batch, image_shape(cfg, img_size), seed)
+
+    def step():
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model.train_step(data, optim_wrapper)
+
+    step()  # warm-up: optimizer state exists from now on
+    resident = resident_bytes(model, optim_wrapper)
+    grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters()
+                     if p.requires_grad)
+    one_step = memory_timeline(step, model, optim_wrapper)
+    with accumulating(optim_wrapper, accumulation_steps):
+        cycle = memory_timeline(step, model, optim_wrapper, accumulation_steps)
+    return dict(
+        step=one_step,
+        accumulate=cycle,
+        resident_bytes=float(resident),
+        grad_bytes=float(grad_bytes))
+
+
+def measure_memory_lines(path: str,
+                         precision: str = 'fp32',
+                         batches: Sequence[int] = (2, 4),
+                         img_size: Optional[int] = None,
+                         accumulation_steps: int = 3,
+                         seed: int = 0) -> Dict:
+    """What the memory planner needs for one config, measured on CPU.
+
+    :func:`measure_timelines` at two batches, turned into
+    :class:`MemoryLines` for a plain step and for an accumulation cycle.
+
+    Args:
+        path (str): Config path.
+        precision (str): ``'fp32'`` or ``'amp'``. Defaults to ``'fp32'``.
+        batches (Sequence[int]): Two batch sizes. Defaults to (2, 4).
+        img_size (int, optional): Image size; defaults to the backbone's.
+        accumulation_steps (int): Iterations of the measured accumulation
+            cycle. Defaults to 3.
+        seed (int): Seed of the weights and the random images.
+
+    Returns:
+        dict: ``step`` and ``accumulate`` (:class:`MemoryLines`),
+        ``resident_bytes``, ``grad_bytes``, ``config_batch`` (the config's
+        per-device batch), ``accumulative_counts`` (the config's) and
+        ``peak_bytes_measured`` (per measured batch).
+    """
+    small, large = batches
+    cfg = load_config(path, 'cpu')
+    runs = {
+        b: measure_timelines(cfg, b, precision, img_size, accumulation_steps,
+                             seed)
+        for b in (small, large)
+    }
+    return dict(
+        config=path,
+        name=osp.splitext(osp.basename(path))[0],
+        precision=precision,
+        image_shape=list(image_shape(cfg, img_size)),
+        batches=[small, large],
+        config_batch=per_device_batch(cfg),
+        accumulative_counts=int(
+            cfg.optim_wrapper.get('accumulative_counts', 1)),
+        resident_bytes=runs[small]['resident_bytes'],
+        grad_bytes=runs[small]['grad_bytes'],
+        peak_bytes_measured={
+            str(b): float(max(runs[b]['step']))
+            for b in (small, large)
+        },
+        step=MemoryLines(runs[small]['step'], runs[large]['step'], small,
+                         large),
+        accumulate=MemoryLines(runs[small]['accumulate'],
+                               runs[large]['accumulate'], small, large))
+
+
+def usable_bytes(budget_gib: float, margin_gib: float,
+                 margin_frac: float) -> float:
+    """Bytes the planner lets tensors use out of a ``budget_gib`` device:
+    ``budget * (1 - margin_frac) - margin_gib``."""
+    return (budget_gib * (1 - margin_frac) - margin_gib) * GIB
+
+
+def min_budget_gib(peak_bytes: float, margin_gib: float,
+                   margin_frac: float) -> float:
+    """The device memory (GiB, rounded up to 0.01) in which ``peak_bytes``
+    fits with the margin (the inverse of :func:`usable_bytes`)."""
+    gib = (peak_bytes / GIB + margin_gib) / (1 - margin_frac)
+    return math.ceil(gib * 100 - 1e-9) / 100
+
+
+def accumulation_plan(target_batch: int, max_batch: int) -> tuple:
+    """Per-device batch and accumulation steps reaching ``target_batch``.
+
+    The batch is the largest divisor of ``target_batch`` not above
+    ``max_batch``, so that ``batch * accumulative_counts`` is exactly the
+    config's batch (the learning rate and schedule stay valid).
+
+    Returns:
+        tuple: ``(batch, accumulative_counts)``.
+    """
+    if max_batch < 1 or target_batch < 1:
+        raise ValueError('target_batch and max_batch must be >= 1, got '
+                         f'{target_batch} and {max_batch}')
+    divisors = range(1, min(max_batch, target_batch) + 1)
+    batch = max(d for d in divisors if target_batch % d == 0)
+    return batch, target_batch // batch
+
+
+def plan_memory(lines: Dict,
+                budget_gib: float,
+                margin_gib: float = 1.0,
+                margin_frac: float = 0.1,
+                ddp: bool = False) -> Dict:
+    """Plan one config (measured by :func:`measure_memory_lines`) for one
+    device memory.
+
+    Args:
+        lines (dict): The result of :func:`measure_memory_lines`.
+        budget_gib (float): Device memory in GiB.
+        margin_gib (float): Memory kept for what CPU measurement cannot
+            see and does not grow with the batch (CUDA context, cuBLAS and
+            attention workspaces). Defaults to 1.0.
+        margin_frac (float): Fraction of the device kept for the caching
+            allocator's rounding and fragmentation. Defaults to 0.1.
+        ddp (bool): Count the gradient buckets of
+            ``DistributedDataParallel`` (one more copy of the trainable
+            parameters' gradients, held for the whole run). Defaults to
+            False (one process, no DDP).
+
+    Returns:
+        dict: ``max_batch`` (largest batch of one plain step),
+        ``batch`` and ``accumulative_counts`` reaching the config's
+        per-device batch (``train_dataloader.batch_size`` and
+        ``optim_wrapper.accumulative_counts``), ``effective_batch``,
+        ``predicted_peak_gib`` of that plan, ``usable_gib``.
+
+    Raises:
+        MemoryBudgetError: If not even one image per step fits.
+    """
+    usable = usable_bytes(budget_gib, margin_gib, margin_frac)
+    if ddp:
+        usable -= lines['grad_bytes']
+    target = lines['config_batch'] * lines['accumulative_counts']
+    max_batch = lines['step'].max_batch(usable)
+    if max_batch >= target:
+        batch, counts, peak = target, 1, lines['step'].peak(target)
+    else:
+        acc_batch = lines['accumulate'].max_batch(usable)
+        if acc_batch < 1:
+            needed = lines['accumulate'].peak(1) + ddp * lines['grad_bytes']
+            resident = lines['resident_bytes']
+            raise MemoryBudgetError(
+                f"{budget_gib:g} GiB is too small for {lines['name']} "
+                f"({lines['precision']}): parameters, buffers and optimizer "
+                f'state take {resident / GIB:.3g} GiB, one image per step '
+                f'with accumulated gradients peaks at {needed / GIB:.3g} '
+                f'GiB; with the margin ({margin_gib:g} GiB + '
+                f'{margin_frac:.0%}) it needs at least '
+                f'{min_budget_gib(needed, margin_gib, margin_frac):g} GiB.')
+        batch, counts = accumulation_plan(target, acc_batch)
+        peak = lines['accumulate'].peak(batch)
+    return dict(
+        budget_gib=budget_gib,
+        usable_gib=usable / GIB,
+        max_batch=max_batch,
+        batch=batch,
+        accumulative_counts=counts,
+        effective_batch=batch * counts,
+        predicted_peak_gib=peak / GIB)

@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import pytest
 import torch
 
 from mim_plugins.utils.efficiency import (LiveTensorMemory, extrapolate_memory,
@@ -94,3 +95,119 @@ def test_measure_step_timeline_matches_peak():
 
     res = measure_step(step, model, ToyWrapper(optim), iters=1)
     assert max(res['timeline']) == res['peak_bytes']
+
+
+def test_memory_lines_largest_batch_is_exact_and_monotonic():
+    from mim_plugins.utils.efficiency import MemoryLines
+
+    # op 0: 100 + 10 / image; op 1 (optimizer step): 300, flat; op 2:
+    # 40 + 12 / image (overtakes op 0 beyond 30 images)
+    lines = MemoryLines([110, 300, 52], [120, 300, 64], 1, 2)
+    assert lines.peak(0) == 300 and lines.peak(50) == 640
+    assert lines.max_batch(299) == 0  # the flat op alone does not fit
+    previous = 0
+    for budget in range(300, 2000, 7):
+        batch = lines.max_batch(budget)
+        assert lines.peak(batch) <= budget < lines.peak(batch + 1)
+        assert batch >= previous
+        previous = batch
+    with pytest.raises(ValueError, match='different operators'):
+        MemoryLines([1, 2], [1], 1, 2)
+
+
+def test_accumulation_plan_reaches_the_config_batch_exactly():
+    from mim_plugins.utils.efficiency import accumulation_plan
+    assert accumulation_plan(512, 600) == (512, 1)
+    assert accumulation_plan(512, 512) == (512, 1)
+    assert accumulation_plan(512, 100) == (64, 8)
+    assert accumulation_plan(96, 40) == (32, 3)
+    assert accumulation_plan(64, 3) == (2, 32)
+    assert accumulation_plan(7, 3) == (1, 7)  # a prime batch: 1 x 7
+    for target in range(1, 70):
+        for max_batch in range(1, 70):
+            batch, counts = accumulation_plan(target, max_batch)
+            assert batch * counts == target and batch <= max_batch
+    with pytest.raises(ValueError):
+        accumulation_plan(512, 0)
+
+
+def test_plan_memory_from_lines():
+    from mim_plugins.utils.efficiency import (GIB, MemoryBudgetError,
+                                              MemoryLines, plan_memory)
+
+    mib = 1024**2
+    # 100 MiB resident; a plain step peaks at 100 MiB + 1 MiB / image, an
+    # accumulation cycle (gradients kept) at 150 MiB + 1 MiB / image
+    lines = dict(
+        name='toy',
+        precision='fp32',
+        config_batch=256,
+        accumulative_counts=1,
+        resident_bytes=100 * mib,
+        grad_bytes=50 * mib,
+        step=MemoryLines([101 * mib], [102 * mib], 1, 2),
+        accumulate=MemoryLines([151 * mib], [152 * mib], 1, 2))
+    plan = plan_memory(lines, 1.0, margin_gib=0, margin_frac=0)
+    # 1024 MiB: 924 images in one step, the config's 256 fit
+    assert plan['max_batch'] == 924
+    assert (plan['batch'], plan['accumulative_counts']) == (256, 1)
+    assert plan['predicted_peak_gib'] == (100 + 256) / 1024
+    # margins: 1024 * 0.75 - 128 = 640 MiB usable
+    plan = plan_memory(lines, 1.0, margin_gib=0.125, margin_frac=0.25)
+    assert plan['usable_gib'] * GIB == 640 * mib
+    assert plan['max_batch'] == 540
+    # DDP keeps one more gradient copy
+    plan = plan_memory(lines, 0.25, margin_gib=0, margin_frac=0, ddp=True)
+    assert plan['max_batch'] == 256 - 50 - 100
+    # 256 MiB: 156 images per plain step; with gradients kept 105, so
+    # 64 x 4 reaches 256
+    plan = plan_memory(lines, 0.25, margin_gib=0, margin_frac=0)
+    assert plan['max_batch'] == 156
+    assert (plan['batch'], plan['accumulative_counts']) == (64, 4)
+    assert plan['effective_batch'] == 256
+    # below the resident state + one image: a clear message naming the
+    # minimum (151 MiB = 0.1475 GiB, rounded up)
+    with pytest.raises(MemoryBudgetError) as err:
+        plan_memory(lines, 0.09, margin_gib=0, margin_frac=0)
+    msg = str(err.value)
+    assert 'toy' in msg and 'optimizer state take 0.0977 GiB' in msg
+    assert 'needs at least 0.15 GiB' in msg
+    with pytest.raises(MemoryBudgetError, match='at least 1.28 GiB'):
+        plan_memory(lines, 1.0, margin_gib=1.0, margin_frac=0.1)
+
+
+def test_cuda_autocast_policy_on_cpu():
+    from mim_plugins.utils.efficiency import CudaAutocastPolicy
+    norm, linear = torch.nn.LayerNorm(8), torch.nn.Linear(8, 8)
+    x = torch.randn(2, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        # CPU autocast alone keeps LayerNorm/softmax in bf16 ...
+        assert norm(linear(x)).dtype == torch.bfloat16
+        with CudaAutocastPolicy():
+            y = linear(x)
+            # ... CUDA runs them (and losses, reductions) in float32
+            assert y.dtype == torch.bfloat16
+            assert norm(y).dtype == torch.float32
+            assert y.softmax(-1).dtype == torch.float32
+            assert (y**2).dtype == torch.float32
+            assert torch.nn.functional.mse_loss(y, y).dtype == torch.float32
+            assert linear(norm(y)).dtype == torch.bfloat16
+    with CudaAutocastPolicy():  # no autocast: nothing changes
+        assert x.bfloat16().softmax(-1).dtype == torch.bfloat16
+
+
+def test_accumulating_restores_the_wrapper():
+    from mmengine.optim import OptimWrapper
+
+    from mim_plugins.utils.efficiency import accumulating
+    model = torch.nn.Linear(2, 1)
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    x = torch.ones(4, 2)
+    with accumulating(wrapper, 3):
+        for _ in range(2):
+            wrapper.update_params(model(x).sum())
+            # gradients stay until the third iteration steps
+            assert model.weight.grad is not None
+        wrapper.update_params(model(x).sum())
+        assert model.weight.grad is None
+    assert wrapper._accumulative_counts == 1 and wrapper._inner_count == 0

@@ -9,10 +9,21 @@ config's own per-device batch (``--mem-batch``), and step time; each as a
 ratio to ``--baseline``.  Writes ``efficiency.json``, ``efficiency.md`` and
 ``efficiency.png`` into ``--out``.
 
+``--fit-memory 12 24 40 80`` adds the memory planner: for every config,
+precision (fp32, AMP) and device memory (GiB), the largest per-device batch
+whose predicted peak training memory fits, and the batch and
+``optim_wrapper.accumulative_counts`` that reach the config's own batch;
+``--fit-only`` skips the FLOPs/time measurement.
+
 Example:
     python tools/analysis_tools/benchmark_efficiency.py \
         configs/prmim/prmim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py \
         --baseline configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py
+    # the largest batch on 12/24/40/80 GiB devices, fp32 and AMP
+    python tools/analysis_tools/benchmark_efficiency.py \
+        configs/prmim/prmim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py \
+        --baseline configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
+        --fit-memory 12 24 40 80 --fit-only
 """
 import argparse
 import contextlib
@@ -20,12 +31,15 @@ import json
 import os
 import os.path as osp
 import platform
+import sys
 from typing import Dict, List
 
 import torch
 
 import mim_plugins  # noqa: F401
-from mim_plugins.utils.efficiency import measure_config, ratio
+from mim_plugins.utils.efficiency import (GIB, MemoryBudgetError,
+                                          measure_config, measure_memory_lines,
+                                          min_budget_gib, plan_memory, ratio)
 
 
 def attention_backend(name: str):
@@ -69,7 +83,60 @@ def parse_args() -> argparse.Namespace:
         help='`math` forces the unfused SDPA kernel, which keeps every '
         'attention map for backward as the original MAE/timm attention '
         'does; `default` lets torch pick (fused on CPU/GPU)')
-    return parser.parse_args()
+    plan = parser.add_argument_group(
+        'memory planner', 'the largest per-device batch that fits a device')
+    plan.add_argument(
+        '--fit-memory',
+        type=float,
+        nargs='+',
+        metavar='GIB',
+        help='device memory sizes (GiB) to plan the batch for')
+    plan.add_argument(
+        '--fit-precision',
+        nargs='+',
+        default=['fp32', 'amp'],
+        choices=['fp32', 'amp'],
+        help='precisions to plan: fp32, and amp (the forward measured under '
+        'CPU bf16 autocast with CUDA\'s float32 op policy)')
+    plan.add_argument(
+        '--fit-batches',
+        type=int,
+        nargs=2,
+        default=[2, 4],
+        metavar=('SMALL', 'LARGE'),
+        help='the two batches measured for the per-operator fit')
+    plan.add_argument(
+        '--margin-gib',
+        type=float,
+        default=1.0,
+        help='GiB kept for what the CPU measurement cannot see and does not '
+        'grow with the batch: CUDA context, cuBLAS/attention workspaces')
+    plan.add_argument(
+        '--margin-frac',
+        type=float,
+        default=0.1,
+        help='fraction of the device kept for the CUDA caching allocator\'s '
+        'rounding and fragmentation')
+    plan.add_argument(
+        '--ddp',
+        action='store_true',
+        help='plan for DistributedDataParallel: its gradient buckets hold '
+        'one more copy of the gradients')
+    plan.add_argument(
+        '--fit-only',
+        action='store_true',
+        help='only plan memory (skip FLOPs, time and the efficiency plot)')
+    args = parser.parse_args()
+    if args.fit_only and not args.fit_memory:
+        parser.error('--fit-only needs --fit-memory')
+    if not 0 <= args.margin_frac < 1 or args.margin_gib < 0:
+        parser.error('--margin-frac must be in [0, 1) and --margin-gib >= 0')
+    if args.fit_memory and min(args.fit_memory) <= 0:
+        parser.error('--fit-memory sizes must be positive GiB')
+    small, large = args.fit_batches
+    if not 0 < small < large:
+        parser.error('--fit-batches needs 0 < SMALL < LARGE')
+    return args
 
 
 def add_ratios(records: List[Dict], baseline: Dict) -> None:
@@ -106,6 +173,94 @@ def to_markdown(records: List[Dict], meta: Dict) -> str:
             f" ({rec['peak_bytes_at_mem_batch_source']}) | "
             f"{rec['step_time']:.3f} | {rec['images_per_s']:.1f} | "
             f"{r['flops']:.3f} | {r['memory']:.3f} | {r['step_time']:.3f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def plan_configs(paths: List[str], args: argparse.Namespace) -> Dict:
+    """Memory plan of every config, precision and device memory."""
+    rows = []
+    for path in dict.fromkeys(paths):  # the baseline may be listed twice
+        for precision in args.fit_precision:
+            lines = measure_memory_lines(
+                path,
+                precision,
+                batches=args.fit_batches,
+                img_size=args.img_size,
+                seed=args.seed)
+            row = dict(
+                config=path,
+                name=lines['name'],
+                precision=precision,
+                config_batch=lines['config_batch'],
+                config_accumulative_counts=lines['accumulative_counts'],
+                resident_gib=lines['resident_bytes'] / GIB,
+                peak_gib_measured={
+                    b: v / GIB
+                    for b, v in lines['peak_bytes_measured'].items()
+                },
+                # predicted peak of one plain step at the config's batch
+                peak_gib_at_config_batch=lines['step'].peak(
+                    lines['config_batch']) / GIB,
+                grad_gib=lines['grad_bytes'] / GIB,
+                min_gib=min_budget_gib(
+                    lines['step'].peak(1) + args.ddp * lines['grad_bytes'],
+                    args.margin_gib, args.margin_frac),
+                plans=[])
+            for budget in args.fit_memory:
+                try:
+                    plan = plan_memory(lines, budget, args.margin_gib,
+                                       args.margin_frac, args.ddp)
+                    plan['cfg_options'] = (
+                        f"train_dataloader.batch_size={plan['batch']} "
+                        'optim_wrapper.accumulative_counts='
+                        f"{plan['accumulative_counts']}")
+                except MemoryBudgetError as err:
+                    print(f'WARNING: {err}', file=sys.stderr)
+                    plan = dict(budget_gib=budget, error=str(err))
+                row['plans'].append(plan)
+            rows.append(row)
+    return dict(
+        budgets_gib=list(args.fit_memory),
+        margin_gib=args.margin_gib,
+        margin_frac=args.margin_frac,
+        ddp=args.ddp,
+        batches=list(args.fit_batches),
+        rows=rows)
+
+
+def plan_cell(plan: Dict) -> str:
+    """``max`` or ``max (batch x counts)`` or the minimum memory."""
+    if 'error' in plan:
+        return 'does not fit'
+    cell = str(plan['max_batch'])
+    if plan['accumulative_counts'] > 1:
+        cell += f" ({plan['batch']} x {plan['accumulative_counts']})"
+    return cell
+
+
+def plan_markdown(plan: Dict, meta: Dict) -> str:
+    budgets = plan['budgets_gib']
+    lines = [
+        f"Memory plan (measured on CPU, torch {meta['torch']}): the "
+        'largest per-device batch whose predicted peak training memory '
+        f"fits; in brackets, when the config's batch does not fit, "
+        '`train_dataloader.batch_size` x `optim_wrapper.accumulative_counts`'
+        ' reaching it. Peak memory measured per operator at batches '
+        f"{plan['batches'][0]} and {plan['batches'][1]} and extrapolated; "
+        f"margin {plan['margin_gib']:g} GiB + {plan['margin_frac']:.0%} of "
+        'the device' + ('; DDP gradient buckets counted.'
+                        if plan['ddp'] else '; one process (no DDP).'),
+        '',
+        '| config | precision | batch | min GiB | ' +
+        ' | '.join(f'{b:g} GiB' for b in budgets) + ' |',
+        '| --- | --- | --- | --- | ' + ' | '.join('---'
+                                                  for _ in budgets) + ' |',
+    ]
+    for row in plan['rows']:
+        cells = [plan_cell(p) for p in row['plans']]
+        lines.append(f"| {row['name']} | {row['precision']} | "
+                     f"{row['config_batch']} | {row['min_gib']:.1f} | " +
+                     ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -151,11 +306,13 @@ def main() -> None:
         device=args.device,
         iters=args.iters,
         seed=args.seed)
+    configs = [args.baseline] + list(args.configs)
+    records, plan = [], None
     with attention_backend(args.attention):
-        baseline = measure_config(args.baseline, **kwargs)
-        records = [baseline
-                   ] + [measure_config(c, **kwargs) for c in args.configs]
-    add_ratios(records, baseline)
+        if not args.fit_only:
+            records = [measure_config(c, **kwargs) for c in configs]
+        if args.fit_memory:
+            plan = plan_configs(configs, args)
     meta = dict(
         device=args.device,
         machine=platform.processor() or platform.machine(),
@@ -167,12 +324,19 @@ def main() -> None:
         attention=args.attention,
         device_name=torch.cuda.get_device_name()
         if args.device == 'cuda' else platform.platform())
+    report, table = dict(meta=meta), ''
+    if records:
+        add_ratios(records, records[0])
+        report['records'] = records
+        table = to_markdown(records, meta)
+        plot(records, osp.join(args.out, 'efficiency.png'))
+    if plan is not None:
+        report['memory_plan'] = plan
+        table += ('\n' if table else '') + plan_markdown(plan, meta)
     with open(osp.join(args.out, 'efficiency.json'), 'w') as f:
-        json.dump(dict(meta=meta, records=records), f, indent=2)
-    table = to_markdown(records, meta)
+        json.dump(report, f, indent=2)
     with open(osp.join(args.out, 'efficiency.md'), 'w') as f:
         f.write(table)
-    plot(records, osp.join(args.out, 'efficiency.png'))
     print(table)
 
 
