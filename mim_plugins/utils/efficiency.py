@@ -296,6 +296,39 @@ def per_device_batch(cfg: Config) -> int:
     return int(cfg.get('train_dataloader', {}).get('batch_size', 8))
 
 
+def train_flops_per_image(path: str, batch_size: int = 2,
+                          seed: int = 0) -> float:
+    """Training FLOPs per image of a config, counted as :func:`measure_config`
+    counts them, without the memory and time measurements.
+
+    One ``train_step`` (forward, backward and optimizer step) on random
+    images runs under :func:`flop_counter_mode`, on CPU. The count depends on
+    tensor shapes only, so the weights are left as the modules construct
+    them (``init_weights`` is skipped) and no warm-up step runs.
+
+    Args:
+        path (str): Config path (plugin or upstream).
+        batch_size (int): Images in the step; must be even for MixMIM's
+            batch-flip pairing. Defaults to 2.
+        seed (int): Seed of the masks and the random images.
+
+    Returns:
+        float: FLOPs of the step divided by ``batch_size``.
+    """
+    from mmpretrain.registry import MODELS
+    cfg = load_config(path)
+    model_cfg = cfg.model.copy()
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(model_cfg).train()
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        data = make_batch(batch_size, image_shape(cfg), seed)
+        with flop_counter_mode() as counter:
+            model.train_step(data, optim_wrapper)
+    return counter.get_total_flops() / batch_size
+
+
 def measure_config(path: str,
                    batch_size: int = 8,
                    mem_batch: Optional[int] = None,
