@@ -6,7 +6,7 @@ import logging
 import os.path as osp
 
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 # method: (ViT-B/16 config, ViT-Mini/4 config); the first is the baseline
 FAMILIES = {
