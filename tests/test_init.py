@@ -76,8 +76,8 @@ def test_import_leaves_mmengine_and_mmpretrain_unchanged():
     assert unchanged == 'unchanged'
     # only the checkpoint schemes that would unpickle fully point elsewhere
     assert changed == str([
-        '', 'http://', 'https://', 'mmcls://', 'modelzoo://',
-        'open-mmlab://', 'openmmlab://', 'torchvision://'
+        '', 'http://', 'https://', 'mmcls://', 'modelzoo://', 'open-mmlab://',
+        'openmmlab://', 'torchvision://'
     ])
 
 

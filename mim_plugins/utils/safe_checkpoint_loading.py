@@ -51,8 +51,7 @@ def _history_buffer_getattr(obj, name: str):
         f'getattr({obj!r}, {name!r}) is not allowlisted')
 
 
-def runner_checkpoint_globals() -> List[Union[Callable, Tuple[Callable,
-                                                               str]]]:
+def runner_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     """The data-only globals of mmengine runner checkpoints.
 
     Returns:
@@ -112,9 +111,9 @@ def load_from_local_safely(filename: str, map_location: MapLocation = None):
 
 
 def load_from_http_safely(filename: str,
-                         map_location: MapLocation = None,
-                         model_dir: Optional[str] = None,
-                         progress: bool = False):
+                          map_location: MapLocation = None,
+                          model_dir: Optional[str] = None,
+                          progress: bool = False):
     """Download a checkpoint into torch hub's cache and load it safely.
 
     Rank 0 downloads first, the other ranks then read its copy; a corrupt
@@ -155,7 +154,8 @@ def load_from_http_safely(filename: str,
     return checkpoint
 
 
-def load_from_model_zoo_safely(filename: str, map_location: MapLocation = None):
+def load_from_model_zoo_safely(filename: str,
+                               map_location: MapLocation = None):
     """Resolve a ``torchvision://``, ``open-mmlab://`` or ``mmcls://`` name
     as mmengine does, then load it with the loaders above.
 
@@ -188,8 +188,7 @@ CheckpointLoader.register_scheme('', load_from_local_safely, force=True)
 CheckpointLoader.register_scheme(('http://', 'https://'),
                                  load_from_http_safely,
                                  force=True)
-CheckpointLoader.register_scheme(
-    ('torchvision://', 'modelzoo://', 'open-mmlab://', 'openmmlab://',
-     'mmcls://'),
-    load_from_model_zoo_safely,
-    force=True)
+CheckpointLoader.register_scheme(('torchvision://', 'modelzoo://',
+                                  'open-mmlab://', 'openmmlab://', 'mmcls://'),
+                                 load_from_model_zoo_safely,
+                                 force=True)

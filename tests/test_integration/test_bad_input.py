@@ -486,8 +486,7 @@ ROWS: List[Tuple] = [
     row('BackboneLayerDecayOptimWrapperConstructor', 'layer_decay_rate-zero',
         layer_decay(0.), V, '`paramwise_cfg.layer_decay_rate`', 'in (0, 1]'),
     row(
-        'CPUAmpOptimWrapper', 'dtype-float16',
-        lambda: OPTIM_WRAPPERS.build(
+        'CPUAmpOptimWrapper', 'dtype-float16', lambda: OPTIM_WRAPPERS.build(
             dict(type='CPUAmpOptimWrapper', dtype='float16'),
             default_args=dict(optimizer=tiny_optim_wrapper().optimizer)), V,
         'optim_wrapper.dtype', '"bfloat16"'),

@@ -209,7 +209,7 @@ def test_other_runs_checkpoint_as_init_cfg(pretrain_ckpt, fmnist_root,
 
 
 def test_own_checkpoint_resumes_weights_only(pretrain_ckpt, fmnist_root,
-                                            tmp_path, load_calls):
+                                             tmp_path, load_calls):
     ckpt = torch.load(pretrain_ckpt, weights_only=False)
     work_dir = tmp_path / 'run'
     work_dir.mkdir()
@@ -260,8 +260,7 @@ def test_malicious_local_checkpoint_is_refused(fmnist_root, tmp_path):
         demo_cfg(fmnist_root, tmp_path / 'run', load_from=evil))
     with pytest.raises(safe.UnsafeCheckpointError) as info:
         runner.load_or_resume()
-    assert evil in str(info.value) and 'Nothing from it ran' in str(
-        info.value)
+    assert evil in str(info.value) and 'Nothing from it ran' in str(info.value)
     assert 'exec' in str(info.value.__cause__)
     assert not marker.exists()
 
