@@ -380,10 +380,12 @@ def test_bad_config_at_build(neck, match):
 
 
 def test_k_only_checked_with_thrown_path():
-    # 32 decoded patch tokens: k=32 is fine; without the thrown path k is
-    # unused
-    MODELS.build(_cfg(k=32))
-    MODELS.build(_cfg(k=33, thrown_path='none'))
+    # 32 decoded patch tokens: k=32 is the largest k of the thrown path
+    assert MODELS.build(_cfg(k=32)).neck.k == 32
+    with pytest.raises(ValueError, match='`k`'):
+        MODELS.build(_cfg(k=33))
+    # without the thrown path k is unused, so any k builds
+    assert MODELS.build(_cfg(k=33, thrown_path='none')).neck.k == 33
 
 
 def test_wrong_parts_rejected():
