@@ -128,6 +128,12 @@ class RandomStateHook(Hook):
 
     Limits:
 
+    - Newer mmengine versions skip through the sampler when it has a
+      ``skip`` method (``InfiniteSampler``) and then build the dataloader
+      iterator anew at the first fetch; building it draws one number from
+      the torch state, so masks after such a resume differ. The configs
+      here use ``DefaultSampler``, which these versions skip batch by batch
+      on the existing iterator: exact.
     - Mid-epoch checkpoints of ``EpochBasedTrainLoop`` (``CheckpointHook``
       with ``by_epoch=False``) do not resume exactly whatever the random
       state: that loop restarts the saved epoch from its first batch instead
