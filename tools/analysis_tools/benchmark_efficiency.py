@@ -258,9 +258,11 @@ def plan_markdown(plan: Dict, meta: Dict) -> str:
     ]
     for row in plan['rows']:
         cells = [plan_cell(p) for p in row['plans']]
-        lines.append(f"| {row['name']} | {row['precision']} | "
-                     f"{row['config_batch']} | {row['min_gib']:.1f} | " +
-                     ' | '.join(cells) + ' |')
+        batch = str(row['config_batch'])
+        if row['config_accumulative_counts'] > 1:
+            batch += f" x {row['config_accumulative_counts']}"
+        lines.append(f"| {row['name']} | {row['precision']} | {batch} | "
+                     f"{row['min_gib']:.1f} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
