@@ -296,7 +296,8 @@ def per_device_batch(cfg: Config) -> int:
     return int(cfg.get('train_dataloader', {}).get('batch_size', 8))
 
 
-def train_flops_per_image(path: str, batch_size: int = 2,
+def train_flops_per_image(path: str,
+                          batch_size: int = 2,
                           seed: int = 0) -> float:
     """Training FLOPs per image of a config, counted as :func:`measure_config`
     counts them, without the memory and time measurements.
