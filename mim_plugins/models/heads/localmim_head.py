@@ -46,6 +46,9 @@ class LocalMIMHead(BaseModule):
             Defaults to 9.
         hog_bias (bool): Frozen random bias in the HOG Sobel convolution
             (official ViT-L ``--hog_bias``). Defaults to False.
+        hog_gradient (str): How :class:`HOGTarget` computes the Sobel
+            responses: ``'conv'`` (official) or ``'difference'`` (exact
+            zeros on flat regions). Defaults to ``'conv'``.
         norm_pix (bool): Normalise the pixel targets per cell.
             Defaults to True.
         loss (dict): Per-scale loss, called as ``loss(pred, target, mask)``.
@@ -62,6 +65,7 @@ class LocalMIMHead(BaseModule):
                  in_channels: int = 3,
                  n_bins: int = 9,
                  hog_bias: bool = False,
+                 hog_gradient: str = 'conv',
                  norm_pix: bool = True,
                  loss: dict = dict(
                      type='PixelReconstructionLoss', criterion='L2'),
@@ -95,7 +99,11 @@ class LocalMIMHead(BaseModule):
         self.loss_weights = list(loss_weights)
         if target == 'hog':
             self.hog = ModuleList([
-                HOGTarget(cell_size=c, n_bins=n_bins, bias=hog_bias)
+                HOGTarget(
+                    cell_size=c,
+                    n_bins=n_bins,
+                    bias=hog_bias,
+                    gradient=hog_gradient)
                 for c in self.cell_sizes
             ])
             self.n_bins = n_bins
