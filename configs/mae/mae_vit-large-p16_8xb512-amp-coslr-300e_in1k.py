@@ -6,3 +6,7 @@ _base_ = [
     '../_base_/plugin_hooks.py',
 ]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
+
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -19,3 +19,7 @@ model = dict(
         num_waves=2,
         k=4),
     head=dict(type='PRMIMPretrainHead', thrown_loss_weight=1.0))
+
+# mmengine adds `_scope_` to a `collate_fn` inherited from an `mmpretrain::`
+# base, which then reaches default_collate as a keyword: declare it anew.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -147,12 +147,15 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def find_config(method: str) -> Optional[str]:
-    """The method's Fashion-MNIST pre-training config, if it exists."""
+def find_config(method: str, family: str = 'vit-tiny') -> Optional[str]:
+    """The method's Fashion-MNIST pre-training config of one encoder
+    family (``vit-tiny``: the configs this tool's recorded runs used;
+    ``vit-mini``: the family that keeps the ViT-B/16 cost ratios), if it
+    exists."""
     paths = sorted(
         glob.glob(
             osp.join(REPO_ROOT, 'configs', method,
-                     f'{method}_*_fashion-mnist.py')))
+                     f'{method}_{family}-*_fashion-mnist.py')))
     if len(paths) > 1:
         raise ValueError(f'several Fashion-MNIST configs for {method}: '
                          f'{paths}; keep one per method')

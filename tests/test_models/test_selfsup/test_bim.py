@@ -295,9 +295,14 @@ def test_configs_build_model_and_optim_wrapper(name, bounds):
     assert wrapper == 'mmpretrain.BIMDistributedDataParallel'
     if 'large' in name:
         return  # parsing is enough; building ViT-L is slow on CPU
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if optim_cfg.get('type') == 'AmpOptimWrapper' and \
+            not torch.cuda.is_available():
+        # what tools/train.py selects for an AMP config without CUDA
+        optim_cfg.type = 'CPUAmpOptimWrapper'
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
-        optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+        optim = build_optim_wrapper(model, optim_cfg)
     assert len(model.neck) == len(bounds) == len(list(optim.keys()))
     assert all(len(n.decoder_blocks) == 2 for n in model.neck)
     for k, wrapper in enumerate(optim.values()):
