@@ -9,7 +9,7 @@ custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 # The base's decoder (width 512, 16 heads) is built once per block; it is
 # made 2 layers deep because with one 8-layer decoder per block the decoder
-# activations dominate each block's peak memory (configs/bim/README.md).
+# activations dominate each block's peak memory (docs/experiments/bim.md).
 model = dict(
     type='BIM',
     backbone=dict(type='BIMViT', block_boundaries=[3, 6, 9, 12]),

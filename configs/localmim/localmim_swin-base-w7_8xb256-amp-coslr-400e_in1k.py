@@ -6,7 +6,7 @@
 # after every stage's patch merging (28x28, 14x14, 7x7, 7x7); HOG with 18
 # bins and the frozen random Sobel bias on 8 / 16 / 32 / 32-px cells.
 # The encoder computes visible tokens only (`encoder_mode='visible'`, see
-# README.md); official checkpoints load after
+# docs/methods/localmim.md); official checkpoints load after
 # tools/model_converters/localmim_to_mmpretrain.py.
 _base_ = [
     'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',

@@ -42,6 +42,28 @@ def flop_counter_mode() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS)
 
 
+def train_step_flops(model: torch.nn.Module,
+                     inputs: torch.Tensor,
+                     seed: int = 0) -> tuple:
+    """FLOPs of one training forward and backward of ``model.loss``.
+
+    The random state is seeded first, so two models with the same masking
+    draw the same mask.
+
+    Returns:
+        tuple: The total and the per-operator counts of
+        :func:`flop_counter_mode`.
+    """
+    model.zero_grad()
+    counter = flop_counter_mode()
+    torch.manual_seed(seed)
+    with counter:
+        losses = model.loss(inputs, None)
+        # what mmengine's parse_losses optimizes
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+    return counter.get_total_flops(), counter.get_flop_counts()
+
+
 class LiveTensorMemory(TorchDispatchMode):
     """Track the bytes of live tensor storages at the dispatcher level.
 
@@ -427,6 +449,63 @@ CUDA_AUTOCAST_FP32_OPS = frozenset({
     'log_softmax', 'softmin', 'sum', 'prod', 'cumsum', 'cumprod', 'dist',
     'pdist', 'cdist', 'renorm', 'logsumexp', 'kl_div', 'normalize'
 })
+
+
+class SavedActivationMeter:
+    """Peak bytes of activations saved for backward (parameters excluded).
+
+    A saved tensor counts from its packing until its graph is freed, so
+    under ``with meter.hooks():`` a BIM step shows one block's graph at a
+    time.
+
+    Args:
+        model (torch.nn.Module): Its parameters are not counted.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.params = {
+            p.untyped_storage().data_ptr()
+            for p in model.parameters()
+        }
+        self.live = {}
+        self.current = self.peak = 0
+
+    def _release(self, ptr):
+        count, nbytes = self.live[ptr]
+        if count == 1:
+            del self.live[ptr]
+            self.current -= nbytes
+        else:
+            self.live[ptr] = (count - 1, nbytes)
+
+    def pack(self, tensor):
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr in self.params:
+            return tensor
+        count, nbytes = self.live.get(ptr, (0, storage.nbytes()))
+        if count == 0:
+            self.current += nbytes
+            self.peak = max(self.peak, self.current)
+        self.live[ptr] = (count + 1, nbytes)
+        meter = self
+
+        class Handle:
+
+            def __init__(self):
+                self.tensor = tensor
+
+            def __del__(self):
+                meter._release(ptr)
+
+        return Handle()
+
+    @staticmethod
+    def unpack(packed):
+        return packed.tensor if hasattr(packed, 'tensor') else packed
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
 
 
 class CudaAutocastPolicy(TorchFunctionMode):

@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401
 from mim_plugins.engine.optim_wrappers import BIMOptimWrapperConstructor
+from mim_plugins.utils.efficiency import SavedActivationMeter
 
 ARCH = copy.deepcopy(TINY_ARCH)
 NECK = copy.deepcopy(TINY_NECK)
@@ -311,56 +312,6 @@ def test_configs_build_model_and_optim_wrapper(name, bounds):
             [p for p in model.block_parameters(k) if p.requires_grad])
 
 
-class SavedActivationMeter:
-    """Peak bytes of tensors alive in autograd graphs (parameters excluded):
-    a saved tensor is counted from its packing until its graph is freed."""
-
-    def __init__(self, model):
-        self.params = {
-            p.untyped_storage().data_ptr()
-            for p in model.parameters()
-        }
-        self.live = {}
-        self.current = self.peak = 0
-
-    def _release(self, ptr):
-        count, nbytes = self.live[ptr]
-        if count == 1:
-            del self.live[ptr]
-            self.current -= nbytes
-        else:
-            self.live[ptr] = (count - 1, nbytes)
-
-    def pack(self, tensor):
-        storage = tensor.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr in self.params:
-            return tensor
-        count, nbytes = self.live.get(ptr, (0, storage.nbytes()))
-        if count == 0:
-            self.current += nbytes
-            self.peak = max(self.peak, self.current)
-        self.live[ptr] = (count + 1, nbytes)
-        meter = self
-
-        class Handle:
-
-            def __init__(self):
-                self.tensor = tensor
-
-            def __del__(self):
-                meter._release(ptr)
-
-        return Handle()
-
-    @staticmethod
-    def unpack(packed):
-        return packed.tensor if hasattr(packed, 'tensor') else packed
-
-    def hooks(self):
-        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
-
-
 def peak_saved_bytes(model, optim):
     meter = SavedActivationMeter(model)
     torch.manual_seed(0)
@@ -390,80 +341,3 @@ def test_peak_activation_memory_is_one_block():
     print(f'peak saved activations: MAE {mae_peak}, BIM {peaks}')
     assert peaks[1] == mae_peak
     assert peaks[1] > peaks[2] > peaks[4]
-
-
-def activation_table(config,
-                     mae_config,
-                     in_shape,
-                     batch_size=1,
-                     block_boundaries=()):
-    """Markdown rows: peak saved activations of MAE and BIM train steps."""
-    from mmengine.config import Config
-    from mmengine.optim import OptimWrapper
-    from mmengine.registry import DefaultScope
-
-    def measure(model_cfg, bim):
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            torch.manual_seed(0)
-            model = MODELS.build(model_cfg)
-        optim = build_optim(
-            model, lr=0.) if bim else OptimWrapper(
-                torch.optim.SGD(model.parameters(), lr=0.))
-        meter = SavedActivationMeter(model)
-        torch.manual_seed(0)
-        data = batch(torch.randn(batch_size, *in_shape))
-        with meter.hooks():
-            model.train_step(data, optim)
-        return meter.peak
-
-    cfg = Config.fromfile(config).model
-    mae = Config.fromfile(mae_config).model
-    rows = []
-    mae_peak = measure(mae, False)
-    depth = cfg.neck.decoder_depth
-    light = copy.deepcopy(mae)
-    light.neck.decoder_depth = depth
-    rows.append(('MAE', mae.neck.decoder_depth, mae_peak))
-    if depth != mae.neck.decoder_depth:
-        rows.append(('MAE', depth, measure(light, False)))
-    for bounds in block_boundaries:
-        model = copy.deepcopy(cfg)
-        model.backbone.block_boundaries = bounds
-        rows.append(
-            (f'BIM K={len(bounds)} {bounds}', depth, measure(model, True)))
-    lines = [
-        f'batch {batch_size}, input {tuple(in_shape)}',
-        '| model | decoder depth (per block) | MiB | x MAE |',
-        '|---|---|---|---|',
-    ]
-    for name, dec, peak in rows:
-        lines.append(f'| {name} | {dec} | {peak / 2**20:.1f} | '
-                     f'{peak / mae_peak:.3f} |')
-    return '\n'.join(lines)
-
-
-if __name__ == '__main__':
-    # Peak bytes of activations saved for backward in one train step (fp32,
-    # parameters excluded), for configs/bim/README.md.
-    import os.path as osp
-    import sys
-    root = osp.dirname(
-        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    sys.path.insert(0, osp.join(root, 'tests'))
-    splits = ([12], [6, 12], [3, 6, 9, 12], [2, 4, 6, 8, 10, 12])
-    print(
-        activation_table(
-            f'{root}/configs/bim/'
-            'bim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
-            f'{root}/configs/mae/'
-            'mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', (3, 224, 224),
-            block_boundaries=splits))
-    print()
-    print(
-        activation_table(
-            f'{root}/configs/bim/'
-            'bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py',
-            f'{root}/configs/mae/'
-            'mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py', (1, 32, 32),
-            batch_size=8,
-            block_boundaries=splits))

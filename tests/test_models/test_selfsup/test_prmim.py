@@ -1,9 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Tests of the PR-MIM algorithm, head and configs.
-
-Run as a script (``python tests/test_models/test_selfsup/test_prmim.py``) it
-prints the FLOP table quoted in ``configs/prmim/README.md``.
-"""
+"""Tests of the PR-MIM algorithm, head and configs (the FLOP table of
+docs/experiments/prmim.md: tools/analysis_tools/prmim_flops.py)."""
 import copy
 import importlib.util
 import os.path as osp
@@ -15,7 +12,7 @@ from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401  (registers the plugin modules)
 from mim_plugins.models.heads import PRMIMPretrainHead
-from mim_plugins.utils.efficiency import flop_counter_mode
+from mim_plugins.utils.efficiency import train_step_flops
 
 REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -98,19 +95,6 @@ def _images(batch=2, size=16, channels=1):
 def _total(losses):
     """What mmengine's ``parse_losses`` optimizes."""
     return sum(v for k, v in losses.items() if 'loss' in k)
-
-
-# --------------------------------------------------------------------------
-# FLOP counting, CPU attention included (mim_plugins.utils.efficiency)
-# --------------------------------------------------------------------------
-def train_step_flops(model, inputs, seed=0):
-    """FLOPs of one training forward + backward (same mask for a seed)."""
-    model.zero_grad()
-    counter = flop_counter_mode()
-    torch.manual_seed(seed)
-    with counter:
-        _total(model.loss(inputs, None)).backward()
-    return counter.get_total_flops(), counter.get_flop_counts()
 
 
 def _vitb_cfg(throw_ratio=0.5, thrown_path='progressive'):
@@ -332,9 +316,6 @@ def test_vitb_configs(prefix, throw_ratio, num_thrown, num_kept):
     assert cfg.model.neck.sampling == 'furthest'
     assert cfg.model.neck.thrown_path == 'progressive'
     assert cfg.model.backbone.mask_ratio == 0.75
-    assert cfg.train_cfg.max_epochs == 400
-    assert cfg.train_dataloader.batch_size == 512
-    assert cfg.default_scope == 'mmpretrain'
     model = MODELS.build(cfg.model)
     assert model.neck.num_thrown() == num_thrown
     assert 196 - 49 - model.neck.num_thrown() == num_kept
@@ -398,34 +379,3 @@ def test_wrong_parts_rejected():
         MODELS.build(dict(cfg, neck=mae['neck']))
     with pytest.raises(TypeError, match='head.type'):
         MODELS.build(dict(cfg, head=mae['head']))
-
-
-def _flop_table():  # pragma: no cover - documentation helper
-    """Print the train-step FLOP table of configs/prmim/README.md."""
-    for name, cfg_fn, images in (
-        ('ViT-B/16, 224 px, batch 1', _vitb_cfg,
-         _images(batch=1, size=224, channels=3)),
-        ('ViT-T/4 (tiny config), 32 px, batch 2', _tiny_cfg,
-         _images(batch=2, size=32)),
-    ):
-        base = _build(cfg_fn())
-        mae, _ = train_step_flops(
-            _build(_as_mae(cfg_fn()), base.state_dict()), images)
-        print(f'\n{name}: MAE train step = {mae / 1e9:.2f} GFLOPs')
-        print('| throw_ratio | thrown path | GFLOPs | x MAE | '
-              'thrown path share |')
-        print('|---|---|---|---|---|')
-        for throw in (0.25, 0.5, 0.65):
-            with_path, _ = train_step_flops(
-                _build(cfg_fn(throw), base.state_dict()), images)
-            none, _ = train_step_flops(
-                _build(cfg_fn(throw, 'none'), base.state_dict()), images)
-            share = f'{(with_path - none) / with_path:.2%}'
-            for label, flops, note in (('progressive', with_path, share),
-                                       ('none', none, '-')):
-                print(f'| {throw} | {label} | {flops / 1e9:.2f} | '
-                      f'{flops / mae:.3f} | {note} |')
-
-
-if __name__ == '__main__':
-    _flop_table()
