@@ -21,10 +21,11 @@ import argparse
 
 import numpy as np
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmpretrain.registry import DATASETS
 
 import mim_plugins  # noqa: F401
+from mim_plugins.datasets import apply_data_root
 from mim_plugins.models.utils import HOGTarget
 
 
@@ -38,12 +39,20 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help='background pixels added on every side')
     parser.add_argument('--cells', type=int, nargs='+', default=[1, 2, 4, 8])
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. data_root=DIR')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    apply_data_root(cfg)
     dataset_cfg = cfg.train_dataloader.dataset.copy()
     dataset_cfg.pipeline = []
     dataset = DATASETS.build(dataset_cfg)
