@@ -1,44 +1,58 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""CPU demo: pre-train a tiny ViT on Fashion-MNIST, then score its features.
+"""CPU demo: MAE and the four methods pre-trained for the same wall-clock.
 
-Steps (``make demo`` runs them with the defaults):
+Each method's cost-matched small config
+(``configs/<algo>/<algo>_vit-mini-p4_*_fashion-mnist.py``: a ViT-Mini/4 on
+32-px Fashion-MNIST whose FLOPs and memory ratios to MAE are those of the
+ViT-B/16 recipes) pre-trains for ``--budget`` seconds of training
+(``mim_plugins/evaluation/budget.py``), then the demo prints one table --
+per method: peak training memory, images/s, training FLOPs per image, images
+seen, and kNN / linear probe / low-label fine-tune top-1 each beside the
+same network at random initialisation -- and saves into ``--work-dir``:
 
-1. pre-train the config's model with mmengine's Runner (progress/ETA logged);
-2. extract frozen features of the pre-trained backbone and of the same
-   backbone at random initialisation, and score both with weighted kNN and a
-   linear probe on the Fashion-MNIST test split;
-3. print a summary table, write ``demo_results.json`` and save a PNG of
-   masked inputs and their reconstructions into the work directory.
+- ``demo_results.json``: every figure of the table and the curves;
+- ``accuracy_vs_time.png``: kNN and probe top-1 against training time;
+- ``reconstruction_<method>.png``: test images through each method's own
+  panels (BIM per block, PR-MIM kept / thrown tokens, LocalMIM per scale,
+  MixMIM the mixed pair);
+- ``<method>/``: the Runner's log (every INFO line) and ``final.pth``.
 
-The data is read from the config's ``data_root`` (``data/fashion-mnist``
-under the working directory) or from ``--data-root``.  The script also runs
+The console shows one line per evaluation point with the time left.
+The data is read from the configs' ``data_root`` (``data/fashion-mnist``
+under the working directory) or from ``--data-root``. The demo also runs
 where the package is installed (``mim run mim_plugins run_demo``): the
-default config is looked up next to this script, that is in the checkout's
-``configs/`` or the installed ``mim_plugins/.mim/configs/``.
+configs are looked up next to this script, in the checkout's ``configs/``
+or the installed ``mim_plugins/.mim/configs/``.
 
 Example:
-    python tools/run_demo.py  # MAE baseline config, 3 epochs of 20k images
-    python tools/run_demo.py CONFIG --epochs 10 --train-samples 0
+    python tools/run_demo.py  # five methods, 60 s each: about 11 minutes
+    python tools/run_demo.py --methods mae localmim --budget 300
     mim run mim_plugins run_demo --data-root /data/fashion-mnist
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 import time
+import warnings
+from typing import Dict, List
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 
 import mim_plugins
 from mim_plugins.datasets import apply_data_root
-from mim_plugins.evaluation import build_feature_eval_loaders, score_model
-from mim_plugins.utils import set_max_epochs
-from mim_plugins.visualization import reconstruct, save_reconstruction_grid
 
-DEFAULT_CONFIG = 'mae/mae_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py'
+METHODS = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
+NAMES = dict(
+    mae='MAE',
+    bim='BIM',
+    prmim='PR-MIM',
+    localmim='LocalMIM',
+    mixmim='MixMIM (ViT)')
+MEASURES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'),
+            ('finetune_top1', 'fine-tune'))
 FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
                 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
@@ -53,17 +67,14 @@ def config_roots() -> list:
     return [r for r in dict.fromkeys(roots) if osp.isdir(r)]
 
 
-def find_config(config: str) -> str:
-    """``config`` itself, or the same relative path under the configs."""
-    if osp.isfile(config):
-        return config
-    rel = config[len('configs/'):] if config.startswith('configs/') \
-        else config
+def find_config(method: str, family: str) -> str:
+    """The method's Fashion-MNIST config of ``family`` under the configs."""
+    name = f'{method}_{family}-p4_1xb256-coslr-10e_fashion-mnist.py'
     for root in config_roots():
-        if osp.isfile(osp.join(root, rel)):
-            return osp.join(root, rel)
-    sys.exit(f'Config {config} not found in the working directory nor in '
-             f'{config_roots()}.')
+        path = osp.join(root, method, name)
+        if osp.isfile(path):
+            return path
+    sys.exit(f'Config {method}/{name} not found in {config_roots()}.')
 
 
 def check_fashion_mnist(cfg: Config) -> None:
@@ -86,166 +97,242 @@ def check_fashion_mnist(cfg: Config) -> None:
                 '--data-root DIR.')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        'config',
-        nargs='?',
-        default=DEFAULT_CONFIG,
-        help='pre-train config: a path, or a path under the configs '
-        f'folder (default: {DEFAULT_CONFIG})')
+        '--methods',
+        nargs='+',
+        default=METHODS,
+        choices=METHODS,
+        help='methods to pre-train (default: all five)')
+    parser.add_argument(
+        '--budget',
+        type=float,
+        default=60.,
+        help='seconds of training per method (evaluation not counted)')
+    parser.add_argument(
+        '--family',
+        default='vit-mini',
+        help='config family (default: vit-mini, the cost-matched one)')
     parser.add_argument(
         '--data-root',
         help='Fashion-MNIST folder with the four unpacked IDX files '
-        "(default: the config's data_root, data/fashion-mnist)")
+        "(default: the configs' data_root, data/fashion-mnist)")
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument(
-        '--epochs',
-        type=int,
-        default=3,
-        help='pre-training epochs (the schedule is rescaled to them)')
     parser.add_argument(
         '--train-samples',
         type=int,
         default=20000,
-        help='pre-train on the first N training images (0 = all 60000); '
-        'the training split is shuffled, so classes stay balanced')
+        help='pre-train on the first N training images (0 = all 60000)')
+    parser.add_argument(
+        '--eval-points',
+        type=int,
+        default=2,
+        help='kNN / probe evaluations along the budget (plus the random '
+        'initialisation)')
     parser.add_argument(
         '--eval-train-samples',
         type=int,
-        default=10000,
+        default=2000,
         help='training images used as kNN bank and probe training set')
     parser.add_argument(
         '--eval-test-samples',
         type=int,
-        default=10000,
-        help='test images scored (10000 = the whole test split)')
+        default=1000,
+        help='test images scored')
     parser.add_argument('--knn-k', type=int, default=20)
     parser.add_argument(
         '--probe-epochs',
         type=int,
         default=100,
-        help='linear-probe epochs on frozen features (0 skips the probe)')
+        help='linear-probe epochs on frozen features')
     parser.add_argument(
-        '--skip-train',
-        action='store_true',
-        help='evaluate the latest checkpoint of --work-dir without training')
+        '--finetune-samples',
+        type=int,
+        default=300,
+        help='labelled images of the low-label fine-tune (0 skips it)')
+    parser.add_argument('--finetune-epochs', type=int, default=6)
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help='config overrides')
-    return parser.parse_args()
+        '--seed', type=int, default=0, help='seed of every run')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='overrides of every method\'s config')
+    return parser.parse_args(argv)
 
 
-@torch.no_grad()
-def masked_loss(model: torch.nn.Module, inputs: torch.Tensor) -> float:
-    """The pre-training loss on held-out images, with a fixed mask seed."""
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(0)
-    losses = model.loss(inputs, None)
-    model.train(was_training)
-    return float(sum(v for k, v in losses.items() if 'loss' in k))
-
-
-def main() -> None:
-    args = parse_args()
-    torch.manual_seed(0)
-    args.config = find_config(args.config)
-    cfg = Config.fromfile(args.config)
-    if args.train_samples:
-        cfg.train_dataloader.dataset.indices = args.train_samples
+def load_config(path: str, args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(path)
     if args.data_root:
         cfg.data_root = args.data_root
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    apply_data_root(cfg)
-    check_fashion_mnist(cfg)
-    cfg.work_dir = args.work_dir
-    cfg.launcher = 'none'
-    # The schedule is rescaled in whole iterations, so a short epoch keeps
-    # a warm-up of at least one iteration.
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    epoch_length = len(Runner.build_dataloader(cfg.train_dataloader))
-    set_max_epochs(cfg, args.epochs, epoch_length=epoch_length)
+    return apply_data_root(cfg)
 
-    runner = Runner.from_cfg(cfg)
-    t0 = time.time()
-    if args.skip_train:
-        runner.load_checkpoint(
-            osp.join(args.work_dir, 'epoch_%d.pth' % cfg.train_cfg.max_epochs))
-    else:
-        runner.train()
-    train_time = time.time() - t0
-    ckpt = osp.join(args.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
-    model = runner.model
 
+def progress(method: str, budget: float, start: float, total: float):
+    """One console line per evaluation point, with the demo's time left."""
+
+    def on_record(record: Dict, hook) -> None:
+        scores = '  '.join(f'{name} {record[key]:.1f}'
+                           for key, name in MEASURES if key in record)
+        where = ('random init' if record['fraction'] == 0 else
+                 f"{record['seconds']:.0f}/{budget:.0f} s, "
+                 f"{record['images']} images")
+        elapsed = time.time() - start
+        print(f'[demo] {NAMES[method]:<12} {where:<24} {scores}   '
+              f'(demo {elapsed / 60:.1f} of about {total / 60:.0f} min)',
+              flush=True)
+
+    return on_record
+
+
+def save_pictures(model: torch.nn.Module, cfg: Config, method: str,
+                  path: str) -> None:
+    """Test images through the method's own reconstruction panels."""
+    from mmengine.registry import init_default_scope
+
+    from mim_plugins.evaluation import build_feature_eval_loaders
+    from mim_plugins.visualization import (reconstruct,
+                                           save_reconstruction_grid)
     init_default_scope('mmpretrain')
-    loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
-                                         args.eval_test_samples)
-    runner.logger.info('Scoring frozen features of the pre-trained model ...')
-    t1 = time.time()
-    pretrained = score_model(model, loaders, args.knn_k, args.probe_epochs)
-
-    runner.logger.info('Scoring the same model at random initialisation ...')
-    torch.manual_seed(0)
-    model_cfg = cfg.model.copy()
-    # as the Runner does: the top-level preprocessor belongs to the model
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    random_model = runner.build_model(model_cfg)
-    random_model.init_weights()
-    random = score_model(random_model, loaders, args.knn_k, args.probe_epochs)
-    eval_time = time.time() - t1
-
-    # Masked inputs and their reconstructions (test images, fixed mask seed).
-    batch = next(iter(loaders['test']))
-    batch = model.data_preprocessor(batch, False)
-    pretrained['test_loss'] = masked_loss(model, batch['inputs'])
-    random['test_loss'] = masked_loss(random_model, batch['inputs'])
-    inputs = batch['inputs'][:8]
-    png = osp.join(args.work_dir, 'reconstruction.png')
+    loader = build_feature_eval_loaders(cfg, 1, 8, batch_size=8)['test']
+    batch = model.data_preprocessor(next(iter(loader)), False)
     save_reconstruction_grid(
-        reconstruct(model, inputs, seed=0),
-        png,
+        reconstruct(model, batch['inputs'][:8], seed=0),
+        path,
         mean=cfg.data_preprocessor.mean,
         std=cfg.data_preprocessor.std,
-        title=f'{cfg.model.type}: masked test images (ratio '
-        f'{cfg.model.backbone.get("mask_ratio", 0.75)}) and reconstructions')
+        title=f'{NAMES[method]}: test images after {cfg.model.type} '
+        'pre-training')
 
+
+def table(rows: List[Dict], budget: float) -> str:
+    gib = 1024**3
+    head = ('| method | peak mem (GiB) @ batch | images/s | train GFLOPs '
+            '/ image | images seen | kNN top-1 (floor) | probe top-1 '
+            '(floor) | fine-tune top-1 (floor) |')
+    lines = [head, '|' + ' --- |' * 8]
+    for row in rows:
+        final, init = row['curve'][-1], row['curve'][0]
+        cells = [
+            NAMES[row['method']],
+            f"{row['peak_bytes'] / gib:.2f} @ {row['batch_size']}",
+            f"{final['images'] / final['seconds']:.0f}",
+            f"{row['flops_per_image'] / 1e9:.3f}", f"{final['images']}"
+        ]
+        for key, _ in MEASURES:
+            cells.append(f'{final[key]:.1f} ({init[key]:.1f})' if key in
+                         final and key in init else '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    notes = []
+    for row in rows:
+        final, init = row['curve'][-1], row['curve'][0]
+        above = [
+            name for key, name in MEASURES
+            if key in final and key in init and final[key] > init[key]
+        ]
+        notes.append(f"- {NAMES[row['method']]}: " + (
+            f"above its random-init floor on {', '.join(above)}."
+            if above else 'NOT above its random-init floor on any measure '
+            f'after {budget:g} s of training.'))
+    return '\n'.join(lines + [''] + notes)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    warnings.filterwarnings('ignore', message='The given NumPy array')
+    from mim_plugins.evaluation.budget import train_for_budget
+    from mim_plugins.utils.efficiency import measure_config
+    os.makedirs(args.work_dir, exist_ok=True)
+    configs = {m: find_config(m, args.family) for m in args.methods}
+    for path in configs.values():
+        check_fashion_mnist(load_config(path, args))
+    start = time.time()
+    # a planning estimate for the progress lines: training plus evaluation
+    total = len(args.methods) * (args.budget + 75)
+    print(f'[demo] {len(args.methods)} methods x {args.budget:g} s of '
+          f'training on Fashion-MNIST; logs and checkpoints in '
+          f'{args.work_dir}/<method>/')
+    rows = []
+    for method in args.methods:
+        run = train_for_budget(
+            configs[method],
+            args.budget,
+            unit='seconds',
+            seed=args.seed,
+            work_dir=osp.join(args.work_dir, method),
+            train_samples=args.train_samples,
+            data_root=args.data_root,
+            cfg_options=args.cfg_options,
+            eval_points=args.eval_points,
+            eval_train_samples=args.eval_train_samples,
+            eval_test_samples=args.eval_test_samples,
+            knn_k=args.knn_k,
+            probe_epochs=args.probe_epochs,
+            finetune_samples=args.finetune_samples,
+            finetune_epochs=args.finetune_epochs,
+            on_record=progress(method, args.budget, start, total))
+        model = run.pop('model')
+        cfg = load_config(configs[method], args)
+        png = osp.join(args.work_dir, f'reconstruction_{method}.png')
+        save_pictures(model, cfg, method, png)
+        # tensor sizes, measured on two small batches and extrapolated to
+        # the config's batch: not a matter of machine load
+        memory = measure_config(configs[method], batch_size=8, iters=1)
+        run.update(
+            method=method,
+            peak_bytes=memory['peak_bytes_at_mem_batch'],
+            reconstruction_png=png)
+        run['config'] = configs[method]
+        rows.append(run)
+    plot_curves(rows, osp.join(args.work_dir, 'accuracy_vs_time.png'))
     results = dict(
-        config=args.config,
-        method=cfg.model.type,
-        epochs=cfg.train_cfg.max_epochs,
-        train_images=len(runner.train_dataloader.dataset),
-        pretrain_seconds=round(train_time, 1),
-        eval_seconds=round(eval_time, 1),
+        budget_seconds=args.budget,
+        train_samples=args.train_samples,
         eval_train_samples=args.eval_train_samples,
         eval_test_samples=args.eval_test_samples,
-        pretrained=pretrained,
-        random_init=random,
-        checkpoint=ckpt,
-        reconstruction_png=png)
+        finetune_samples=args.finetune_samples,
+        finetune_epochs=args.finetune_epochs,
+        seed=args.seed,
+        demo_seconds=time.time() - start,
+        runs=rows)
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(results, f, indent=2)
+        json.dump(results, f, indent=1)
+    print(f'\nFashion-MNIST, {args.budget:g} s of training per method '
+          f'(seed {args.seed}); top-1 (%) on {args.eval_test_samples} test '
+          f'images, kNN bank / probe {args.eval_train_samples} images, '
+          f'fine-tune {args.finetune_samples} labels; in brackets the same '
+          'network at random initialisation.\n')
+    print(table(rows, args.budget))
+    print(f'\nPlots: {args.work_dir}/accuracy_vs_time.png, '
+          f'{args.work_dir}/reconstruction_<method>.png; all figures: '
+          f'{args.work_dir}/demo_results.json')
 
-    rows = [('method', results['method']), ('epochs', str(results['epochs'])),
-            ('pre-train images', str(results['train_images'])),
-            ('pre-train wall time', f'{train_time:.0f} s'),
-            ('kNN top-1 (k=%d)' % args.knn_k,
-             f"{pretrained['knn_top1']:.2f} %"),
-            ('random-init kNN top-1', f"{random['knn_top1']:.2f} %")]
-    if 'linear_top1' in pretrained:
-        rows += [('linear-probe top-1', f"{pretrained['linear_top1']:.2f} %"),
-                 ('random-init probe top-1', f"{random['linear_top1']:.2f} %")]
-    rows += [('test masked-patch loss', f"{pretrained['test_loss']:.4f}"),
-             ('random-init test loss', f"{random['test_loss']:.4f}"),
-             ('checkpoint', ckpt), ('reconstructions', png)]
-    width = max(len(k) for k, _ in rows)
-    print('\n' + '=' * 60)
-    print(f'Fashion-MNIST demo (eval: {args.eval_train_samples} train / '
-          f'{args.eval_test_samples} test images, frozen features)')
-    print('-' * 60)
-    for k, v in rows:
-        print(f'{k:<{width}}  {v}')
-    print('=' * 60)
+
+def plot_curves(rows: List[Dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for row in rows:
+        x = [p['seconds'] for p in row['curve']]
+        style = '--' if row['method'] == 'mae' else '-'
+        for ax, (key, name) in zip(axes, MEASURES[:2]):
+            ax.plot(
+                x, [p[key] for p in row['curve']],
+                style,
+                marker='o',
+                label=NAMES[row['method']])
+            ax.set_ylabel(f'{name} top-1 (%)')
+    for ax in axes:
+        ax.set_xlabel('training wall-clock (s)')
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == '__main__':

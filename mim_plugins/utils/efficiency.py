@@ -7,11 +7,13 @@ optimizer step, so methods with several backward/step calls per iteration
 are measured as they train).
 """
 import contextlib
+import copy
 import math
 import os.path as osp
 import statistics
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
+                    Union)
 
 import torch
 from mmengine.config import Config
@@ -271,9 +273,11 @@ def ratio(value: Optional[float],
     return value / baseline
 
 
-def load_config(path: str, device: str = 'cpu') -> Config:
-    """Load a config; AMP becomes fp32 on CPU (no bf16 kernels measured)."""
-    cfg = Config.fromfile(path)
+def load_config(path: Union[str, Config], device: str = 'cpu') -> Config:
+    """Load a config (or copy a loaded one); AMP becomes fp32 on CPU (no
+    bf16 kernels measured)."""
+    cfg = Config.fromfile(path) if isinstance(path, str) else \
+        copy.deepcopy(path)
     wrapper = cfg.optim_wrapper
     if device == 'cpu' and wrapper.get('type') == 'AmpOptimWrapper':
         # fp32 on CPU: the comparison must not depend on bf16 kernels
@@ -318,7 +322,7 @@ def per_device_batch(cfg: Config) -> int:
     return int(cfg.get('train_dataloader', {}).get('batch_size', 8))
 
 
-def train_flops_per_image(path: str,
+def train_flops_per_image(path: Union[str, Config],
                           batch_size: int = 2,
                           seed: int = 0) -> float:
     """Training FLOPs per image of a config, counted as :func:`measure_config`
@@ -330,7 +334,8 @@ def train_flops_per_image(path: str,
     them (``init_weights`` is skipped) and no warm-up step runs.
 
     Args:
-        path (str): Config path (plugin or upstream).
+        path (str | Config): Config path (plugin or upstream), or a loaded
+            config.
         batch_size (int): Images in the step; must be even for MixMIM's
             batch-flip pairing. Defaults to 2.
         seed (int): Seed of the masks and the random images.

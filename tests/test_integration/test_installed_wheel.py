@@ -132,9 +132,10 @@ def test_installed_wheel_from_another_directory(tmp_path):
     # under .mim/configs and reads the data from --data-root
     out = run([
         mim, 'run', 'mim_plugins', 'run_demo', '--data-root', data,
-        '--work-dir', 'demo', '--epochs', '1', '--train-samples', '32',
-        '--eval-train-samples', '32', '--eval-test-samples', '16', '--knn-k',
-        '5', '--probe-epochs', '0', '--cfg-options',
+        '--work-dir', 'demo', '--methods', 'mae', '--budget', '0.5',
+        '--train-samples', '32', '--eval-points', '1', '--eval-train-samples',
+        '32', '--eval-test-samples', '16', '--knn-k', '5', '--probe-epochs',
+        '1', '--finetune-samples', '0', '--cfg-options',
         'train_dataloader.batch_size=16', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False'
     ], work, env)
@@ -142,8 +143,10 @@ def test_installed_wheel_from_another_directory(tmp_path):
                     'run_demo.py') in out
     with open(osp.join(work, 'demo', 'demo_results.json')) as f:
         res = json.load(f)
-    assert res['config'] == installed_config
-    assert res['train_images'] == 32
+    assert res['runs'][0]['config'] == osp.join(
+        target, 'mim_plugins', '.mim', 'configs', 'mae',
+        'mae_vit-mini-p4_1xb256-coslr-10e_fashion-mnist.py')
+    assert res['runs'][0]['train_images'] == 32
     assert not osp.exists(osp.join(work, 'data'))
 
     # nothing was left in the checkout

@@ -1,239 +1,217 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+"""The equal-budget benchmark: runner (fashion_mnist.py) and report
+(fashion_mnist_report.py)."""
+import importlib.util
 import json
+import os
+import os.path as osp
 
 import pytest
-from helpers import REPO_ROOT, run_tool
+from helpers import REPO_ROOT
 
 
-def test_quick_quality_table(fmnist_root, tmp_path):
-    out = tmp_path / 'quality'
-    proc = run_tool([
-        'tools/benchmarks/fashion_mnist.py', '--quick', '--methods', 'mae',
-        'nosuchmethod', '--train-samples', '320', '--eval-train-samples',
-        '100', '--eval-test-samples', '50', '--probe-epochs', '5',
-        '--data-root', fmnist_root, '--out',
-        str(out), '--cfg-options', 'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False'
-    ],
-                    timeout=900)
-    assert 'nosuchmethod: no configs/nosuchmethod' in proc.stdout
-    with open(out / 'quality.json') as f:
-        report = json.load(f)
-    mae, floor = report['rows']
-    assert mae['method'] == 'mae' and floor['method'] == 'random init'
-    assert mae['epochs'] == 1 and mae['batch'] == 32
-    assert mae['peak_bytes'] > 0
-    curve = mae['runs'][0]['curve']
-    # evaluated at random init (epoch 0) and after the single epoch
-    assert [p['epoch'] for p in curve] == [0, 1]
-    assert curve[0]['pretrain_seconds'] < curve[1]['pretrain_seconds']
-    # every point also measures how collapsed the features are
-    assert all(0 < p['pc1_share'] <= 1 for p in curve)
-    assert floor['knn_top1']['mean'] == curve[0]['knn_top1']
-    for name in ('quality.md', 'quality.png'):
-        assert (out / name).is_file()
-    assert '| mae | 1 |' in (out / 'quality.md').read_text()
+def load(name):
+    path = osp.join(REPO_ROOT, 'tools', 'benchmarks', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_quick_table_with_finetune_and_linear_configs(fmnist_root, tmp_path):
-    """--finetune/--linear train the method's benchmark configs.
-
-    Both start from the pre-training checkpoint and add their test top-1 to
-    the table.
-    """
-    out = tmp_path / 'quality'
-    run_tool([
-        'tools/benchmarks/fashion_mnist.py', '--quick', '--methods', 'prmim',
-        '--finetune', '--linear', '--batch-size', '8', '--train-samples', '80',
-        '--eval-train-samples', '80', '--eval-test-samples', '32',
-        '--probe-epochs', '2', '--data-root', fmnist_root, '--out',
-        str(out), '--cfg-options', 'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False'
-    ],
-             timeout=900)
-    with open(out / 'quality.json') as f:
-        report = json.load(f)
-    assert report['meta']['transfer_epochs'] == 1
-    prmim, floor = report['rows']
-    for key in ('finetune_top1', 'linear_cfg_top1'):
-        assert 0.0 <= prmim[key]['mean'] <= 100.0
-        assert key not in floor
-    table = (out / 'quality.md').read_text()
-    assert '| fine-tune top-1 (%) | linear-probe config top-1 (%) |' in table
-    assert table.splitlines()[3].count('| --- ') == 8  # the main table
-    # each run loaded the backbone from the pre-training checkpoint and
-    # used its own benchmark config
-    ckpt = str(out / 'prmim' / 'seed0' / 'epoch_1.pth')
-    configs = dict(
-        finetune='vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py',
-        linear='vit-tiny-p4_1xb256-linear-coslr-10e_fashion-mnist.py')
-    for recipe, config in configs.items():
-        work = out / 'prmim' / 'seed0' / recipe
-        assert (work / config).is_file()
-        logs = list(work.glob('*/*.log'))
-        assert len(logs) == 1
-        assert f'load backbone. in model from: {ckpt}' in logs[0].read_text()
-
-
-def load_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'fashion_mnist_tool', f'{REPO_ROOT}/tools/benchmarks/fashion_mnist.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-def test_eval_epochs_with_and_without_random_init():
-    tool = load_tool()
-    assert tool.eval_epochs(10, 4) == [0, 2, 4, 6, 8, 10]
-    assert tool.eval_epochs(2, 2) == [0, 1, 2]
-    # --no-init-eval drops only the random-init point
-    assert tool.eval_epochs(2, 2, init=False) == [1, 2]
-    assert tool.eval_epochs(2, 1, init=False) == [2]
-
-
-def fake_run(seed, knn, probe, start=1):
-    """A run record as run_one writes it; scores per epoch from ``start``."""
-    return dict(
-        seed=seed,
-        total_seconds=10.0 * len(knn),
-        curve=[
-            dict(
-                epoch=start + i,
-                pretrain_seconds=10.0 * (start + i),
-                knn_top1=k,
-                linear_top1=p,
-                pc1_share=0.5) for i, (k, p) in enumerate(zip(knn, probe))
-        ])
-
-
-def fake_report(method, runs, epochs=4, **meta):
-    tool = load_tool()
-    row = tool.make_row(method, f'configs/{method}/x.py', epochs, 256, 1.0,
-                        runs)
-    meta = dict(
-        dict(
-            epochs=epochs,
-            seeds=[r['seed'] for r in runs],
-            train_images=100,
-            eval_train_samples=50,
-            eval_test_samples=20,
-            probe_epochs=5,
-            machine='x86_64, 2 CPUs',
-            device='no GPU',
-            torch='2.x',
-            transfer_epochs=None,
-            quick=False), **meta)
-    return dict(meta=meta, rows=[row])
-
-
-def test_mean_curve_and_epochs_to_reach_the_baseline():
-    tool = load_tool()
-    runs = [
-        fake_run(0, [10, 20, 30, 40], [50, 60, 70, 80]),
-        fake_run(1, [20, 30, 40, 50], [52, 62, 72, 82])
+def tiny_args(root, out, *extra):
+    return [
+        '--unit', 'epochs', '--budget', '1', '--train-samples', '32',
+        '--eval-points', '1', '--eval-train-samples', '40',
+        '--eval-test-samples', '20', '--probe-epochs', '5',
+        '--finetune-samples', '0', '--data-root', root, '--out', out,
+        '--cfg-options', 'train_dataloader.batch_size=16',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', *extra
     ]
-    curve = tool.mean_curve(runs)
-    assert [p['epoch'] for p in curve] == [1, 2, 3, 4]
-    assert [p['knn_top1'] for p in curve] == [15, 25, 35, 45]
-    assert [p['linear_top1'] for p in curve] == [51, 61, 71, 81]
-    # the first epoch at or above the target; the initial point never counts
-    assert tool.reach_epoch(curve, 'knn_top1', 25) == 2
-    assert tool.reach_epoch(curve, 'knn_top1', 25.01) == 3
-    assert tool.reach_epoch(curve, 'knn_top1', 46) is None
-    with_init = [dict(epoch=0, knn_top1=99.0)] + curve
-    assert tool.reach_epoch(with_init, 'knn_top1', 20) == 2
-    # only the epochs every seed evaluated are averaged
-    short = fake_run(2, [0, 0], [0, 0], start=3)
-    assert [p['epoch'] for p in tool.mean_curve(runs + [short])] == [3, 4]
-
-    mae = tool.make_row('mae', 'a.py', 4, 256, 1.0,
-                        [fake_run(0, [30, 35, 30, 32], [70, 75, 72, 71.5])])
-    other = tool.make_row('other', 'b.py', 4, 256, 1.0, runs)
-    rows = [other, mae]
-    tool.add_reach(rows, 'mae')
-    reach = other['reach_baseline']
-    assert (reach['baseline'], reach['knn_top1'],
-            reach['linear_top1']) == ('mae', 3, 4)
-    assert 'reach_baseline' not in mae
-    lines = tool.curve_markdown(rows)
-    assert '| other | 15.00 / 51.00 | 25.00 / 61.00 | 35.00 / 71.00 | ' \
-        '45.00 / 81.00 |' in lines
-    assert '- other: kNN epoch 3 of 4 (0.75x), probe epoch 4 of 4 (1.00x)' \
-        in lines
-    # paired by seed at epoch 2: only seed 0 has a mae run (final 32 / 71.5)
-    half = other['reach_baseline']['half']
-    assert half['epoch'] == 2 and half['seeds'] == [0]
-    assert half['knn_top1'] == dict(gaps=[-12], ahead=0, mean=-12, std=0.0)
-    assert half['linear_top1']['gaps'] == [-11.5]
-    assert '- kNN: -12.00 (mean -12.00 ± 0.00; 0 of 1 seeds at or above)' \
-        in lines
-    # a seed not evaluated at half the epochs: no paired gaps
-    late = tool.make_row('late', 'c.py', 4, 256, 1.0,
-                         [fake_run(0, [1, 2], [3, 4], start=3)])
-    assert tool.half_epoch_gaps(late, mae) is None
-    # no baseline in the table: nothing to reach
-    tool.add_reach(rows, 'nosuchmethod')
-    assert not any('reach_baseline' in r for r in rows)
 
 
-def test_merge_pools_seeds_of_one_protocol(tmp_path):
-    tool = load_tool()
-    parts = {
-        'mae_s0':
-        fake_report('mae', [fake_run(0, [60, 62], [70, 71])], epochs=2),
-        'mae_s1':
-        fake_report(
-            'mae', [fake_run(1, [64, 66], [72, 73])],
-            epochs=2,
-            device='NVIDIA H100'),
-        'other_s0':
-        fake_report('other', [fake_run(0, [63, 66], [71, 75])], epochs=2),
-    }
-    paths = []
-    for name, report in parts.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / 'quality.json').write_text(json.dumps(report))
-        paths.append(str(tmp_path / name))
-    out = tmp_path / 'merged'
-    run_tool([
-        'tools/benchmarks/fashion_mnist.py', '--merge', *paths, '--out',
-        str(out)
-    ],
-             timeout=300)
-    report = json.loads((out / 'quality.json').read_text())
-    mae, other = report['rows']
-    assert [r['seed'] for r in mae['runs']] == [0, 1]
-    assert mae['knn_top1'] == dict(mean=64.0, std=pytest.approx(2.828427))
-    assert mae['linear_top1']['mean'] == 72.0
-    assert [p['knn_top1'] for p in mae['mean_curve']] == [62.0, 64.0]
-    # other's mean curve (kNN 63, 66; probe 71, 75) reaches mae's final
-    # means (kNN 64, probe 72) at epoch 2
-    reach = other['reach_baseline']
-    assert (reach['baseline'], reach['knn_top1'],
-            reach['linear_top1']) == ('mae', 2, 2)
-    assert report['meta']['seeds'] == [0, 1]
-    assert report['meta']['device'] == 'NVIDIA H100; no GPU'
-    # each pooled run keeps the device it ran on
-    assert [r['device'] for r in mae['runs']] == ['no GPU', 'NVIDIA H100']
-    table = (out / 'quality.md').read_text()
-    assert '| mae | 2 | mixed devices |' in table
-    assert '| other | 2 | 20 |' in table
-    assert 'device NVIDIA H100; no GPU; torch 2.x.' in table
-    assert '- other: kNN epoch 2 of 2 (1.00x), probe epoch 2 of 2' in table
-    # epoch 1 of other's seed 0 (63 / 71) against mae's seed-0 final (62 / 71)
-    assert 'other at epoch 1 minus mae\'s final, paired by seed [0]:' in table
-    assert '- probe: +0.00 (mean +0.00 ± 0.00; 1 of 1 seeds at or above)' \
-        in table
-    assert (out / 'quality.png').is_file()
+def test_runner_resumes_and_keeps_one_protocol(fmnist_root, tmp_path,
+                                               capsys, monkeypatch):
+    monkeypatch.syspath_prepend(osp.join(REPO_ROOT, 'tools', 'benchmarks'))
+    tool = load('fashion_mnist')
+    out = str(tmp_path / 'bench')
+    tool.main(
+        tiny_args(fmnist_root, out) +
+        ['--methods', 'mae', 'prmim', '--seeds', '0'])
+    for name in ('runs/mae_seed0.json', 'runs/prmim_seed0.json',
+                 'costs/mae.json', 'costs/prmim.json', 'quality.json',
+                 'quality.md', 'quality_flops.png', 'quality_time.png'):
+        assert osp.isfile(osp.join(out, name)), name
+    with open(osp.join(out, 'runs', 'prmim_seed0.json')) as f:
+        run = json.load(f)
+    assert run['config'] == ('configs/prmim/prmim_vit-mini-p4_1xb256-'
+                             'coslr-10e_fashion-mnist.py')
+    assert [p['iters'] for p in run['curve']] == [0, 2]
+    assert run['protocol']['unit'] == 'epochs'
+    assert {'machine', 'device', 'torch', 'threads'} <= set(run)
+    first = os.stat(osp.join(out, 'runs', 'mae_seed0.json')).st_mtime_ns
+    capsys.readouterr()
 
-    # runs of another protocol or a repeated seed are refused
-    odd = fake_report(
-        'mae', [fake_run(2, [1, 2], [3, 4])], epochs=2, probe_epochs=50)
-    with pytest.raises(ValueError, match=r'differ in probe_epochs \(5 vs 50'):
-        tool.merge_reports([parts['mae_s0'], odd])
-    with pytest.raises(ValueError, match='mae seed 0 appears twice'):
-        tool.merge_reports([parts['mae_s0'], parts['mae_s0']])
-    with pytest.raises(FileNotFoundError, match='no quality.json'):
-        tool.load_report(str(tmp_path))
+    # a rerun keeps the finished run and adds the missing seed
+    tool.main(
+        tiny_args(fmnist_root, out) + ['--methods', 'mae', '--seeds', '0', '1'])
+    printed = capsys.readouterr().out
+    assert 'mae seed 0: done before, kept' in printed
+    assert os.stat(osp.join(out, 'runs',
+                            'mae_seed0.json')).st_mtime_ns == first
+    assert osp.isfile(osp.join(out, 'runs', 'mae_seed1.json'))
+    with open(osp.join(out, 'quality.json')) as f:
+        report = json.load(f)
+    mae = next(r for r in report['rows'] if r['method'] == 'mae')
+    assert mae['seeds'] == [0, 1]
+    assert len(mae['knn_top1']['values']) == 2
+
+    # another protocol in the same folder is refused, naming the field
+    with pytest.raises(ValueError, match='budget=1.0.*2.0'):
+        tool.main(
+            tiny_args(fmnist_root, out) +
+            ['--methods', 'mae', '--seeds', '0', '--budget', '2'])
+
+
+def fake_run(method, seed, knn, probe, seconds, flops_per_s=1e12,
+             machine='m1', finetune=(50., 60.)):
+    """A finished run evaluated at fractions 0, 0.5 and 1."""
+    curve = []
+    for i, fraction in enumerate((0., 0.5, 1.)):
+        point = dict(
+            fraction=fraction,
+            seconds=seconds * fraction,
+            flops=seconds * fraction * flops_per_s,
+            images=int(1000 * fraction),
+            knn_top1=knn[i],
+            linear_top1=probe[i])
+        if fraction in (0., 1.):
+            point['finetune_top1'] = finetune[int(fraction)]
+        curve.append(point)
+    return dict(
+        method=method,
+        seed=seed,
+        config=f'configs/{method}/x.py',
+        flops_per_image=flops_per_s,
+        protocol=dict(
+            unit='seconds',
+            budget=seconds,
+            train_samples=0,
+            eval_points=2,
+            eval_train_samples=5000,
+            eval_test_samples=2000,
+            probe_epochs=100,
+            finetune_samples=600,
+            finetune_epochs=10,
+            cfg_options=None),
+        curve=curve,
+        machine=machine,
+        device='cpu',
+        torch='2',
+        threads=2)
+
+
+def write_runs(folder, runs, costs=None):
+    os.makedirs(osp.join(folder, 'runs'), exist_ok=True)
+    for run in runs:
+        with open(
+                osp.join(folder, 'runs',
+                         f"{run['method']}_seed{run['seed']}.json"),
+                'w') as f:
+            json.dump(run, f)
+    for method, peak in (costs or {}).items():
+        os.makedirs(osp.join(folder, 'costs'), exist_ok=True)
+        with open(osp.join(folder, 'costs', f'{method}.json'), 'w') as f:
+            json.dump(dict(peak_bytes_at_mem_batch=peak, mem_batch=256), f)
+
+
+def test_reach_is_linear_between_points():
+    report = load('fashion_mnist_report')
+    curve = [
+        dict(seconds=0., knn_top1=50.),
+        dict(seconds=10., knn_top1=60.),
+        dict(seconds=20., knn_top1=70.)
+    ]
+    assert report.reach(curve, 'seconds', 'knn_top1', 65.) == 15.
+    assert report.reach(curve, 'seconds', 'knn_top1', 60.) == 10.
+    assert report.reach(curve, 'seconds', 'knn_top1', 45.) == 0.
+    assert report.reach(curve, 'seconds', 'knn_top1', 71.) is None
+
+
+def test_report_ratios_targets_and_floor(tmp_path):
+    report = load('fashion_mnist_report')
+    folder = str(tmp_path / 'bench')
+    runs = [
+        # MAE ends at kNN 60 / probe 70 (seed means) after 100 s
+        fake_run('mae', 0, (50, 56, 59), (60, 66, 69), 100.),
+        fake_run('mae', 1, (50, 58, 61), (60, 68, 71), 100.),
+        # LocalMIM reaches 60 / 70 at half the budget: 0.5x
+        fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 100.,
+                 flops_per_s=0.5e12),
+        # PR-MIM: kNN 54 -> 62 over the second 50 s passes 60 at 87.5 s
+        fake_run('prmim', 0, (50, 54, 62), (60, 70, 72), 100.),
+        # BIM's random network already scores MAE's final kNN
+        fake_run('bim', 0, (61, 62, 63), (60, 69, 71), 100.),
+    ]
+    write_runs(folder, runs, costs=dict(mae=100., bim=40., localmim=70.))
+    result = report.main([folder])
+    rows = {r['method']: r for r in result['rows']}
+    assert rows['mae']['knn_top1']['mean'] == 60.
+    assert rows['mae']['knn_top1']['values'] == [59, 61]
+    local = rows['localmim']['to_baseline_final']
+    assert local['knn_top1']['seconds'] == pytest.approx(0.5)
+    assert local['linear_top1']['seconds'] == pytest.approx(0.5)
+    # half the FLOPs per second: the FLOPs to get there are 0.25x MAE's
+    assert local['knn_top1']['flops'] == pytest.approx(0.25)
+    assert rows['localmim']['flops_ratio'] == 0.5
+    assert rows['localmim']['memory_ratio'] == 0.7
+    assert rows['localmim']['targets']['time'] == dict(limit=0.5, met=True)
+    prmim = rows['prmim']['to_baseline_final']
+    assert prmim['knn_top1']['seconds'] == pytest.approx(0.875)
+    assert prmim['linear_top1']['seconds'] == pytest.approx(0.5)
+    assert rows['prmim']['targets']['time'] == dict(limit=0.8, met=False)
+    assert [r['method'] for r in result['rows']
+            ] == ['mae', 'bim', 'prmim', 'localmim']
+    # MAE reaches its own final at 1.0
+    assert rows['mae']['to_baseline_final']['knn_top1']['seconds'] == 1.
+    bim = rows['bim']
+    assert bim['to_baseline_final']['knn_top1']['at_init']
+    assert bim['targets']['time']['met'] is None
+    assert bim['targets']['memory'] == dict(limit=0.45, met=True)
+    assert bim['init_knn_top1']['mean'] == 61
+    assert bim['finetune_top1']['mean'] == 60.
+    with open(osp.join(folder, 'quality.md')) as f:
+        md = f.read()
+    assert '| LocalMIM | 0.50 | 0.70 |' in md
+    assert '0.50 / 0.50 | 0.25 / 0.25 |' in md
+    assert '0.00 (floor)' in md and 'undetermined' in md
+    assert osp.isfile(osp.join(folder, 'quality_time.png'))
+
+
+def test_report_keeps_machines_apart(tmp_path):
+    report = load('fashion_mnist_report')
+    folder = str(tmp_path / 'bench')
+    write_runs(folder, [
+        fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.),
+        fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 100.,
+                 machine='m2'),
+    ])
+    result = report.main([folder])
+    assert not result['same_machine']
+    local = next(r for r in result['rows'] if r['method'] == 'localmim')
+    # FLOPs do not depend on the machine, seconds do
+    assert 'seconds' not in local['to_baseline_final']['knn_top1']
+    assert local['to_baseline_final']['knn_top1']['flops'] == 0.5
+    assert 'time' not in local.get('targets', {})
+    assert not osp.exists(osp.join(folder, 'quality_time.png'))
+    assert osp.isfile(osp.join(folder, 'quality_flops.png'))
+
+
+def test_report_refuses_mixed_protocols(tmp_path):
+    report = load('fashion_mnist_report')
+    folder = str(tmp_path / 'bench')
+    other = fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 50.)
+    write_runs(folder,
+               [fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.), other])
+    with pytest.raises(ValueError, match=r"differs .* in \['budget'\]"):
+        report.main([folder])

@@ -341,15 +341,17 @@ def test_tiny_ablation_configs(prefix, neck):
     MODELS.build(cfg.model)
 
 
-def test_fashion_mnist_benchmark_finds_the_main_tiny_config():
+def test_fashion_mnist_benchmark_finds_the_main_configs():
     # tools/benchmarks/fashion_mnist.py takes the one
-    # configs/prmim/prmim_vit-tiny-*_fashion-mnist.py; ablations
+    # configs/prmim/prmim_<family>-*_fashion-mnist.py; ablations
     # (prmim-t025_..., prmim-random_...) must not match it
     spec = importlib.util.spec_from_file_location(
         'fashion_mnist', osp.join(REPO, 'tools/benchmarks/fashion_mnist.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    assert osp.samefile(tool.find_config('prmim'), TINY_CFG)
+    assert osp.samefile(tool.find_config('prmim', 'vit-tiny'), TINY_CFG)
+    assert tool.find_config('prmim').endswith(
+        'configs/prmim/prmim_vit-mini-p4_1xb256-coslr-10e_fashion-mnist.py')
 
 
 @pytest.mark.parametrize('neck,match', [

@@ -1,0 +1,326 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Pre-train a config for a fixed budget and score it along the way.
+
+The common core of the equal-budget benchmark
+(``tools/benchmarks/fashion_mnist.py``) and the demo (``tools/run_demo.py``):
+one run trains a Fashion-MNIST pre-training config with mmengine's Runner
+until a budget of wall-clock seconds, training FLOPs or epochs is spent
+(:class:`~mim_plugins.engine.hooks.TrainBudgetHook`), and scores the frozen
+encoder (weighted kNN, linear probe) at fixed fractions of the budget and a
+low-label fine-tune at its start and end. Evaluation time is kept out of
+the budget.
+"""
+import contextlib
+import logging
+import math
+import os
+import os.path as osp
+import platform
+import sys
+import time
+import uuid
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from mim_plugins.datasets import apply_data_root
+from mim_plugins.engine.hooks import TrainBudgetHook
+from mim_plugins.models.utils.checks import check_choice, check_range
+from .feature_eval import build_feature_eval_loaders, score_model
+from .finetune import low_label_finetune
+
+FINETUNE_AT = ('init', 'final')
+
+
+def machine_info() -> Dict[str, str]:
+    """Where a run ran: times are only comparable within one machine."""
+    return dict(
+        machine=f'{platform.node()} ({platform.machine()}, '
+        f'{os.cpu_count()} CPUs)',
+        device=torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() else 'cpu',
+        torch=torch.__version__,
+        threads=torch.get_num_threads())
+
+
+def lr_schedule(cfg: Config) -> Dict[str, float]:
+    """The warm-up + cosine shape of a config's ``param_scheduler``, as
+    fractions of its training length (:class:`TrainBudgetHook`'s
+    arguments)."""
+    total = cfg.train_cfg.get('max_epochs') or cfg.train_cfg.get('max_iters')
+    schedulers = cfg.get('param_scheduler') or []
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    shape = dict(warmup=0., start_factor=1., min_lr_ratio=0.)
+    for sched in schedulers:
+        if sched['type'] == 'LinearLR':
+            shape['warmup'] = (sched.get('end', total) -
+                               sched.get('begin', 0)) / total
+            shape['start_factor'] = sched.get('start_factor', 1. / 3)
+        elif sched['type'] == 'CosineAnnealingLR':
+            if sched.get('eta_min'):
+                raise ValueError('a budgeted run decays to `eta_min_ratio`; '
+                                 'the config sets an absolute `eta_min`')
+            shape['min_lr_ratio'] = sched.get('eta_min_ratio') or 0.
+        else:
+            raise ValueError(
+                f'param_scheduler type {sched["type"]!r} is not supported '
+                "by budgeted runs: use 'LinearLR' and 'CosineAnnealingLR'")
+    return shape
+
+
+class BudgetEvaluator:
+    """Scores of a model at one point of a budgeted run.
+
+    kNN and the linear probe run at every point; the low-label fine-tune
+    (:func:`low_label_finetune`) at the points named in ``finetune_at``
+    (``'init'``: before training, the random-initialisation floor;
+    ``'final'``: the end of the budget).
+
+    Args:
+        cfg (Config): The pre-training config (``feature_eval_data``).
+        train_samples (int): kNN bank and probe training images.
+        test_samples (int): Test images of every measure.
+        knn_k (int): kNN neighbours.
+        probe_epochs (int): Linear-probe epochs.
+        finetune_samples (int): Labelled training images of the fine-tune
+            (0 skips it).
+        finetune_epochs (int): Fine-tune epochs.
+        finetune_at (Sequence[str]): Subset of ``('init', 'final')``.
+        seed (int): Seed of the fine-tune head.
+    """
+
+    def __init__(self,
+                 cfg: Config,
+                 train_samples: int = 5000,
+                 test_samples: int = 2000,
+                 knn_k: int = 20,
+                 probe_epochs: int = 100,
+                 finetune_samples: int = 600,
+                 finetune_epochs: int = 10,
+                 finetune_at: Sequence[str] = FINETUNE_AT,
+                 seed: int = 0) -> None:
+        for point in finetune_at:
+            check_choice('finetune_at', point, FINETUNE_AT)
+        check_range('finetune_samples', finetune_samples, 0, integer=True)
+        self.loaders = build_feature_eval_loaders(cfg, train_samples,
+                                                  test_samples)
+        self.finetune_train = None
+        if finetune_samples:
+            self.finetune_train = build_feature_eval_loaders(
+                cfg, finetune_samples, 1, batch_size=32)['train']
+        self.knn_k = knn_k
+        self.probe_epochs = probe_epochs
+        self.finetune_epochs = finetune_epochs
+        self.finetune_at = tuple(finetune_at)
+        self.seed = seed
+        self._started = False
+
+    def __call__(self, model: torch.nn.Module, final: bool) -> Dict:
+        point = 'final' if final else ('init'
+                                       if not self._started else 'middle')
+        self._started = True
+        scores = score_model(model, self.loaders, self.knn_k,
+                             self.probe_epochs)
+        if self.finetune_train is not None and point in self.finetune_at:
+            scores['finetune_top1'] = low_label_finetune(
+                model,
+                self.finetune_train,
+                self.loaders['test'],
+                epochs=self.finetune_epochs,
+                seed=self.seed)
+        return scores
+
+
+@contextlib.contextmanager
+def console_level(level: int = logging.ERROR):
+    """Raise the level of the current mmengine logger's console handlers
+    (e.g. while a model and its optimizer are built for counting)."""
+    from mmengine.logging import MMLogger
+    handlers = [
+        h for h in MMLogger.get_current_instance().handlers
+        if type(h) is logging.StreamHandler
+    ]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(level)
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, levels):
+            handler.setLevel(old)
+
+
+def quiet_runner(cfg: Config, console_level: int = logging.ERROR) -> Runner:
+    """Build a Runner whose log lines below ``console_level`` (config,
+    environment, per-parameter optimizer settings, deprecation notes) go to
+    its log file only.
+
+    mmengine's console handler writes to the ``sys.stdout`` of the moment
+    the logger is made, inside ``Runner.__init__``; it is made while stdout
+    points at ``os.devnull`` and then pointed back at the console with the
+    higher level. The log file keeps every line.
+    """
+    with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null):
+        runner = Runner.from_cfg(cfg)
+    for handler in runner.logger.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.stream = sys.stdout  # the devnull file is closed
+            handler.setLevel(console_level)
+    return runner
+
+
+def budget_config(cfg: Config, unit: str, budget: float,
+                  flops_per_iter: float, epoch_length: int) -> Config:
+    """Turn a pre-training config into a budgeted, iteration-based run.
+
+    The epoch loop becomes an ``IterBasedTrainLoop`` long enough for the
+    budget (:class:`TrainBudgetHook` stops it), the parameter schedulers are
+    dropped (the hook sets the learning rate from the spent budget), and
+    checkpoints and validation are off (the run saves its final weights).
+    """
+    if unit == 'flops':
+        max_iters = math.ceil(budget / flops_per_iter)
+    elif unit == 'epochs':
+        max_iters = math.ceil(budget * epoch_length)
+    else:
+        max_iters = 10**9  # the clock ends the run
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+    cfg.param_scheduler = None
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
+    cfg.log_processor = dict(window_size=10, by_epoch=False)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=-1, by_epoch=False, save_last=False)
+    return cfg
+
+
+def train_for_budget(config: str,
+                     budget: float,
+                     unit: str = 'seconds',
+                     seed: int = 0,
+                     work_dir: str = 'work_dirs/budget',
+                     train_samples: int = 0,
+                     data_root: Optional[str] = None,
+                     cfg_options: Optional[dict] = None,
+                     eval_points: int = 8,
+                     eval_train_samples: int = 5000,
+                     eval_test_samples: int = 2000,
+                     knn_k: int = 20,
+                     probe_epochs: int = 100,
+                     finetune_samples: int = 600,
+                     finetune_epochs: int = 10,
+                     finetune_at: Sequence[str] = FINETUNE_AT,
+                     quiet: bool = True,
+                     on_record: Optional[Callable] = None) -> Dict:
+    """Pre-train ``config`` for ``budget`` ``unit`` and score it on the way.
+
+    Args:
+        config (str): A Fashion-MNIST pre-training config.
+        budget (float): Seconds of training, training FLOPs or epochs.
+        unit (str): ``'seconds'``, ``'flops'`` or ``'epochs'``.
+        seed (int): Seed of the run (weights, masks, data order).
+        work_dir (str): Where the Runner's log and ``final.pth`` go.
+        train_samples (int): Pre-train on the first N training images
+            (0 = all 60000).
+        data_root (str, optional): Fashion-MNIST folder.
+        cfg_options (dict, optional): Config overrides.
+        eval_points (int): Evaluations at ``k / eval_points`` of the budget.
+        eval_train_samples (int): kNN bank / probe training images.
+        eval_test_samples (int): Test images.
+        knn_k (int): kNN neighbours.
+        probe_epochs (int): Linear-probe epochs.
+        finetune_samples (int): Labelled images of the low-label fine-tune
+            (0 skips it).
+        finetune_epochs (int): Fine-tune epochs.
+        finetune_at (Sequence[str]): When to fine-tune (``'init'``,
+            ``'final'``).
+        quiet (bool): Keep the Runner's INFO lines off the console.
+        on_record (Callable, optional): ``on_record(record, hook)`` after
+            every evaluation.
+
+    Returns:
+        dict: The run: config, seed, budget, cost per iteration, the
+        records of every evaluation point (``curve``), times and the machine
+        (all JSON-ready), and ``model``, the trained algorithm.
+    """
+    check_choice('unit', unit, ('seconds', 'flops', 'epochs'))
+    from mim_plugins.utils.efficiency import train_flops_per_image
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if data_root:
+        cfg.data_root = data_root
+    apply_data_root(cfg)
+    if train_samples:
+        cfg.train_dataloader.dataset.indices = train_samples
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    batch = cfg.train_dataloader.batch_size
+    quiet_ctx = console_level if quiet else contextlib.nullcontext
+    with quiet_ctx():
+        epoch_length = len(Runner.build_dataloader(cfg.train_dataloader))
+        # MixMIM pairs images by flipping the batch: count with an even one
+        flops_per_iter = train_flops_per_image(cfg, batch_size=2) * batch
+    schedule = lr_schedule(cfg)
+    budget_config(cfg, unit, budget, flops_per_iter, epoch_length)
+    cfg.randomness = dict(seed=seed, diff_rank_seed=False)
+    cfg.work_dir = work_dir
+    cfg.launcher = 'none'
+    cfg.experiment_name = f'budget_{uuid.uuid4().hex[:8]}'
+    os.makedirs(work_dir, exist_ok=True)
+    with quiet_ctx():
+        evaluator = BudgetEvaluator(
+            cfg,
+            train_samples=eval_train_samples,
+            test_samples=eval_test_samples,
+            knn_k=knn_k,
+            probe_epochs=probe_epochs,
+            finetune_samples=finetune_samples,
+            finetune_epochs=finetune_epochs,
+            finetune_at=finetune_at,
+            seed=seed)
+    if quiet:
+        runner = quiet_runner(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    hook = TrainBudgetHook(
+        budget,
+        unit,
+        flops_per_iter=flops_per_iter,
+        eval_points=eval_points,
+        evaluate=evaluator,
+        on_record=on_record,
+        **schedule)
+    runner.register_hook(hook)
+    t0 = time.perf_counter()
+    runner.train()
+    wall = time.perf_counter() - t0
+    checkpoint = osp.join(work_dir, 'final.pth')
+    runner.save_checkpoint(
+        work_dir,
+        'final.pth',
+        save_optimizer=False,
+        save_param_scheduler=False)
+    return dict(
+        config=config,
+        algorithm=cfg.model.type,
+        seed=seed,
+        unit=unit,
+        budget=budget,
+        batch_size=batch,
+        epoch_length=epoch_length,
+        train_images=len(runner.train_dataloader.dataset),
+        flops_per_iter=flops_per_iter,
+        flops_per_image=flops_per_iter / batch,
+        schedule=schedule,
+        curve=hook.history,
+        train_seconds=hook.seconds,
+        eval_seconds=hook.eval_seconds,
+        wall_seconds=wall,
+        checkpoint=checkpoint,
+        log_file=osp.join(runner.log_dir, f'{runner.timestamp}.log'),
+        model=runner.model,
+        **machine_info())
