@@ -25,7 +25,7 @@ configs are looked up next to this script, in the checkout's ``configs/``
 or the installed ``mim_plugins/.mim/configs/``.
 
 Example:
-    python tools/run_demo.py  # five methods, 60 s each: about 11 minutes
+    python tools/run_demo.py  # five methods, 50 s each: about 11 minutes
     python tools/run_demo.py --methods mae localmim --budget 300
     mim run mim_plugins run_demo --data-root /data/fashion-mnist
 """
@@ -108,7 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--budget',
         type=float,
-        default=60.,
+        default=50.,
         help='seconds of training per method (evaluation not counted)')
     parser.add_argument(
         '--family',
@@ -151,7 +151,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=300,
         help='labelled images of the low-label fine-tune (0 skips it)')
-    parser.add_argument('--finetune-epochs', type=int, default=6)
+    parser.add_argument('--finetune-epochs', type=int, default=5)
     parser.add_argument(
         '--seed', type=int, default=0, help='seed of every run')
     parser.add_argument(

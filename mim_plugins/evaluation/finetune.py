@@ -61,7 +61,8 @@ def low_label_finetune(model: nn.Module,
 
     The algorithm is copied (the original is left untouched); its
     un-masked features (:func:`default_feature`, the mean of the last
-    layer's patch tokens) go through a LayerNorm and a linear classifier.
+    layer's patch tokens) go through a BatchNorm without affine parameters
+    and a linear classifier, MAE's linear-probing head (He et al., 2022).
     The head is first fitted on the frozen features (:func:`fit_head`),
     then the encoder and the head are trained together with AdamW and a
     learning rate (one epoch of linear warm-up, then cosine), without
@@ -90,7 +91,10 @@ def low_label_finetune(model: nn.Module,
     with torch.no_grad():
         width = default_feature(net, data[0][0][:1]).shape[1]
     gen = torch.Generator().manual_seed(seed)
-    head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, num_classes))
+    # MAE's probing head: features standardised per dimension (BatchNorm
+    # without affine), robust to the few dominant dimensions of MIM features
+    head = nn.Sequential(
+        nn.BatchNorm1d(width, affine=False), nn.Linear(width, num_classes))
     with torch.no_grad():
         head[1].weight.normal_(0, 0.01, generator=gen)
         head[1].bias.zero_()
@@ -123,6 +127,7 @@ def low_label_finetune(model: nn.Module,
             optim.step()
             sched.step()
     net.eval()
+    head.eval()
     correct = total = 0
     with torch.no_grad():
         for inputs, labels in _batches(net, test):

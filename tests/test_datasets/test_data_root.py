@@ -33,7 +33,7 @@ def test_every_fashion_mnist_config_found():
     # pre-training configs of the five methods and their fine-tune and
     # linear-probe configs
     assert len(FMNIST_CONFIGS) >= 20
-    assert sum('/benchmarks/' in f for f in FMNIST_CONFIGS) == 10
+    assert sum('/benchmarks/' in f for f in FMNIST_CONFIGS) == 11
 
 
 @pytest.mark.parametrize(
