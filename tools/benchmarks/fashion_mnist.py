@@ -178,8 +178,10 @@ def measure_costs(config: str, out: str, method: str) -> None:
     path = osp.join(out, 'costs', f'{method}.json')
     if osp.isfile(path):
         return
+    from mim_plugins.evaluation.budget import console_level
     from mim_plugins.utils.efficiency import measure_config
-    record = measure_config(config, batch_size=16, iters=1)
+    with console_level():  # the model build's INFO lines stay off screen
+        record = measure_config(config, batch_size=16, iters=1)
     write_json(path, {
         k: record[k]
         for k in ('config', 'flops_per_image', 'peak_bytes_at_mem_batch',
