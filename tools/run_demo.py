@@ -43,14 +43,10 @@ from mmengine.config import Config, DictAction
 
 import mim_plugins
 from mim_plugins.datasets import apply_data_root
+from mim_plugins.evaluation.budget import METHOD_NAMES
 
-METHODS = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
-NAMES = dict(
-    mae='MAE',
-    bim='BIM',
-    prmim='PR-MIM',
-    localmim='LocalMIM',
-    mixmim='MixMIM (ViT)')
+NAMES = METHOD_NAMES
+METHODS = list(METHOD_NAMES)
 MEASURES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'),
             ('finetune_top1', 'fine-tune'))
 FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',

@@ -33,6 +33,14 @@ from .feature_eval import build_feature_eval_loaders, score_model
 from .finetune import low_label_finetune
 
 FINETUNE_AT = ('init', 'final')
+# the methods of the equal-budget comparison, in table order, by their
+# config folder, with the names the tables print
+METHOD_NAMES = dict(
+    mae='MAE',
+    bim='BIM',
+    prmim='PR-MIM',
+    localmim='LocalMIM',
+    mixmim='MixMIM (ViT)')
 
 
 def machine_info() -> Dict[str, str]:

@@ -29,19 +29,16 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+from mim_plugins.evaluation.budget import METHOD_NAMES
+
 BASELINE = 'mae'
 SCORES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'))
 FINAL_SCORES = SCORES + (('finetune_top1', 'low-label fine-tune'), )
 # time to MAE's final kNN and probe score, as a ratio to MAE's time
 TIME_TARGETS = dict(localmim=0.5, prmim=0.8, bim=1.0)
 MEMORY_TARGETS = dict(bim=0.45)
-ORDER = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
-NAMES = dict(
-    mae='MAE',
-    bim='BIM',
-    prmim='PR-MIM',
-    localmim='LocalMIM',
-    mixmim='MixMIM (ViT)')
+NAMES = METHOD_NAMES
+ORDER = list(METHOD_NAMES)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
