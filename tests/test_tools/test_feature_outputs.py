@@ -13,7 +13,7 @@ TOOL = osp.join(REPO_ROOT, 'tools/benchmarks/feature_outputs.py')
 
 
 def hook_score(config: str, ckpt: str, data_root: str) -> dict:
-    """What fashion_mnist.py's FeatureEvalHook scores for this model."""
+    """What FeatureEvalHook scores for this model."""
     cfg, model = build_scoring_model(config, ckpt, data_root)
     return score_model(
         model, build_feature_eval_loaders(cfg, 200, 64), probe_epochs=5)
