@@ -30,7 +30,9 @@ class TrainBudgetHook(Hook):
     counted. Spent FLOPs are ``iterations * flops_per_iter``; spent epochs
     ``iterations / len(train_dataloader)``. Use it with
     ``IterBasedTrainLoop`` (which stops within an epoch) and enough
-    ``max_iters`` for the budget.
+    ``max_iters`` for the budget. The spent budget is not kept in
+    checkpoints: a resumed run starts a new budget (the equal-budget
+    benchmark resumes whole runs instead).
 
     Args:
         budget (float): The budget, in ``unit``.
