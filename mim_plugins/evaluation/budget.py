@@ -214,6 +214,7 @@ def train_for_budget(config: str,
                      train_samples: int = 0,
                      data_root: Optional[str] = None,
                      cfg_options: Optional[dict] = None,
+                     lr_scale: float = 1.,
                      eval_points: int = 8,
                      eval_train_samples: int = 5000,
                      eval_test_samples: int = 2000,
@@ -236,6 +237,9 @@ def train_for_budget(config: str,
             (0 = all 60000).
         data_root (str, optional): Fashion-MNIST folder.
         cfg_options (dict, optional): Config overrides.
+        lr_scale (float): Multiplies the config's learning rate (the
+            knob a learning-rate sweep turns; warm-up and cosine keep their
+            shape).
         eval_points (int): Evaluations at ``k / eval_points`` of the budget.
         eval_train_samples (int): kNN bank / probe training images.
         eval_test_samples (int): Test images.
@@ -256,10 +260,15 @@ def train_for_budget(config: str,
         (all JSON-ready), and ``model``, the trained algorithm.
     """
     check_choice('unit', unit, ('seconds', 'flops', 'epochs'))
+    if not lr_scale > 0:
+        raise ValueError(f'lr_scale must be > 0, got {lr_scale!r}')
     from mim_plugins.utils.efficiency import train_flops_per_image
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    # every method's optimizer (BIM's per-block ones included) is built
+    # from this one entry
+    cfg.optim_wrapper.optimizer.lr *= lr_scale
     if data_root:
         cfg.data_root = data_root
     apply_data_root(cfg)
@@ -323,6 +332,7 @@ def train_for_budget(config: str,
         train_images=len(runner.train_dataloader.dataset),
         flops_per_iter=flops_per_iter,
         flops_per_image=flops_per_iter / batch,
+        lr=cfg.optim_wrapper.optimizer.lr,
         schedule=schedule,
         curve=hook.history,
         train_seconds=hook.seconds,

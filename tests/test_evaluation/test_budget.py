@@ -34,9 +34,11 @@ def test_lr_schedule_of_the_configs():
         lr_schedule(cfg)
 
 
-@pytest.mark.parametrize('method', ['mae', 'bim'])
-def test_train_for_budget_end_to_end(method, fmnist_root, tmp_path, capsys):
+@pytest.mark.parametrize('method,lr_scale', [('mae', 1.), ('bim', 3.)])
+def test_train_for_budget_end_to_end(method, lr_scale, fmnist_root, tmp_path,
+                                     capsys):
     work_dir = str(tmp_path / method)
+    base_lrs = []
     run = train_for_budget(
         MINI[method],
         1.,
@@ -52,8 +54,19 @@ def test_train_for_budget_end_to_end(method, fmnist_root, tmp_path, capsys):
         knn_k=5,
         probe_epochs=5,
         finetune_samples=16,
-        finetune_epochs=1)
+        finetune_epochs=1,
+        lr_scale=lr_scale,
+        on_record=lambda record, hook: base_lrs.append(
+            {lr
+             for _, lr in hook._base_lrs}))
     model = run.pop('model')
+    # every optimizer (each of BIM's blocks' too) starts from the config's
+    # lr times lr_scale
+    lr = Config.fromfile(MINI[method]).optim_wrapper.optimizer.lr * lr_scale
+    assert run['lr'] == pytest.approx(lr)
+    assert len(base_lrs) == 3
+    for seen in base_lrs:
+        assert len(seen) == 1 and seen.pop() == pytest.approx(lr)
     # one epoch of 32 images in batches of 16
     assert run['epoch_length'] == 2 and run['train_images'] == 32
     curve = run['curve']

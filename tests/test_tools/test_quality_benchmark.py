@@ -71,6 +71,31 @@ def test_runner_resumes_and_keeps_one_protocol(fmnist_root, tmp_path,
         tool.main(
             tiny_args(fmnist_root, out) +
             ['--methods', 'mae', '--seeds', '0', '--budget', '2'])
+    with pytest.raises(ValueError, match='lr_scale=None'):
+        tool.main(
+            tiny_args(fmnist_root, out) +
+            ['--methods', 'mae', '--seeds', '0', '--lr-scale', '2'])
+
+
+def test_runner_lr_scale(capsys):
+    tool = load('fashion_mnist')
+    scales = tool.parse_args(['--lr-scale', 'localmim=0.5', '2']).lr_scale
+    # a METHOD=SCALE item wins over a bare SCALE in either order
+    assert scales == dict(mae=2., bim=2., prmim=2., localmim=0.5, mixmim=2.)
+    assert tool.parse_args(['--lr-scale', '2', 'localmim=0.5'
+                            ]).lr_scale == scales
+    assert tool.parse_args([]).lr_scale == dict.fromkeys(
+        tool.ALL_METHODS, 1.)
+    # the configs' own learning rates leave the protocol as runs made
+    # before the flag existed recorded it
+    assert tool.protocol(tool.parse_args([]))['lr_scale'] is None
+    assert tool.protocol(tool.parse_args(['--lr-scale',
+                                          'mae=3']))['lr_scale']['mae'] == 3
+    for bad, said in (('beit=2', "unknown method 'beit'"),
+                      ('0', 'must be > 0'), ('x', 'SCALE or METHOD=SCALE')):
+        with pytest.raises(SystemExit):
+            tool.parse_args(['--lr-scale', bad])
+        assert said in capsys.readouterr().err
 
 
 def fake_run(method, seed, knn, probe, seconds, flops_per_s=1e12,
@@ -215,3 +240,22 @@ def test_report_refuses_mixed_protocols(tmp_path):
                [fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.), other])
     with pytest.raises(ValueError, match=r"differs .* in \['budget'\]"):
         report.main([folder])
+
+
+def test_report_lr_scale_is_part_of_the_protocol(tmp_path):
+    report = load('fashion_mnist_report')
+    old = fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.)
+    new = fake_run('mae', 1, (50, 56, 60), (60, 66, 70), 100.)
+    new['protocol']['lr_scale'] = None
+    # a run made before lr_scale existed and one at the configs' lr agree
+    write_runs(str(tmp_path / 'a'), [old, new])
+    assert report.main([str(tmp_path / 'a')])['rows'][0]['seeds'] == [0, 1]
+    scaled = fake_run('mae', 1, (50, 56, 60), (60, 66, 70), 100.)
+    scaled['protocol']['lr_scale'] = dict(mae=3.)
+    write_runs(str(tmp_path / 'b'), [old, scaled])
+    with pytest.raises(ValueError, match=r"in \['lr_scale'\]"):
+        report.main([str(tmp_path / 'b')])
+    write_runs(str(tmp_path / 'c'), [scaled])
+    report.main([str(tmp_path / 'c')])
+    with open(tmp_path / 'c' / 'quality.md') as f:
+        assert "Learning rate: the config's times MAE 3." in f.read()

@@ -27,6 +27,9 @@ Example:
     python tools/benchmarks/fashion_mnist.py --unit flops --budget 13.5
     python tools/benchmarks/fashion_mnist.py --methods mae localmim \
         --seeds 0 --budget 60 --out work_dirs/equal_budget_quick
+    # a learning-rate sweep point: every method at 3x its config's lr
+    python tools/benchmarks/fashion_mnist.py --lr-scale 3 \
+        --out work_dirs/equal_budget_lr3
 """
 import argparse
 import glob
@@ -49,7 +52,8 @@ UNIT_SCALE = dict(seconds=1., flops=1e12, epochs=1.)
 # fields of a run that must agree for it to be reused or compared
 PROTOCOL_KEYS = ('unit', 'budget', 'train_samples', 'eval_points',
                  'eval_train_samples', 'eval_test_samples', 'probe_epochs',
-                 'finetune_samples', 'finetune_epochs', 'cfg_options')
+                 'finetune_samples', 'finetune_epochs', 'cfg_options',
+                 'lr_scale')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -96,6 +100,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='only train; run fashion_mnist_report.py later')
     parser.add_argument(
+        '--lr-scale',
+        nargs='+',
+        default=['1'],
+        metavar='[METHOD=]SCALE',
+        help='multiply the configs\' learning rates: one SCALE for every '
+        'method, and/or METHOD=SCALE for one (e.g. "3 localmim=1")')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -109,7 +120,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         parser.error(f'--methods: unknown {unknown}; choose from '
                      f'{ALL_METHODS}')
+    try:
+        args.lr_scale = parse_lr_scale(args.lr_scale)
+    except ValueError as err:
+        parser.error(f'--lr-scale: {err}')
     return args
+
+
+def parse_lr_scale(items) -> Dict[str, float]:
+    """``['3', 'localmim=1']`` -> the scale of every method (a METHOD=SCALE
+    item wins over a bare SCALE, whatever their order)."""
+    scales = dict.fromkeys(ALL_METHODS, 1.)
+    for item in sorted(items, key=lambda item: '=' in item):
+        method, _, value = item.rpartition('=')
+        if method and method not in ALL_METHODS:
+            raise ValueError(f'unknown method {method!r}; choose from '
+                             f'{ALL_METHODS}')
+        try:
+            scale = float(value)
+        except ValueError:
+            raise ValueError(f'{item!r} is not SCALE or METHOD=SCALE')
+        if not scale > 0:
+            raise ValueError(f'{item!r}: the scale must be > 0')
+        for m in [method] if method else ALL_METHODS:
+            scales[m] = scale
+    return scales
 
 
 def find_config(method: str, family: str = 'vit-mini') -> Optional[str]:
@@ -136,7 +171,11 @@ def protocol(args: argparse.Namespace) -> Dict:
         probe_epochs=args.probe_epochs,
         finetune_samples=args.finetune_samples,
         finetune_epochs=args.finetune_epochs,
-        cfg_options=args.cfg_options or None)
+        cfg_options=args.cfg_options or None,
+        # None when every method keeps its config's lr (as runs made before
+        # the flag existed record it)
+        lr_scale=None if set(args.lr_scale.values()) == {1.} else
+        args.lr_scale)
 
 
 def run_path(out: str, method: str, seed: int) -> str:
@@ -243,6 +282,7 @@ def main(argv=None) -> None:
                 train_samples=args.train_samples,
                 data_root=args.data_root,
                 cfg_options=args.cfg_options,
+                lr_scale=args.lr_scale[method],
                 eval_points=args.eval_points,
                 eval_train_samples=args.eval_train_samples,
                 eval_test_samples=args.eval_test_samples,

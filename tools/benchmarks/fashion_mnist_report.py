@@ -62,11 +62,14 @@ def load_runs(folders: Sequence[str]) -> Dict[str, List[Dict]]:
         for path in sorted(glob.glob(osp.join(folder, 'runs', '*.json'))):
             with open(path) as f:
                 run = json.load(f)
+            # a field a run lacks reads as None (runs made before the field
+            # existed)
+            diff = [] if protocol is None else sorted(
+                k for k in set(protocol) | set(run['protocol'])
+                if protocol.get(k) != run['protocol'].get(k))
             if protocol is None:
                 protocol = run['protocol']
-            elif run['protocol'] != protocol:
-                diff = sorted(k for k in set(protocol) | set(run['protocol'])
-                              if protocol.get(k) != run['protocol'].get(k))
+            elif diff:
                 raise ValueError(f'{path} differs from the other runs in '
                                  f'{diff}: report one protocol at a time')
             seeds = {r['seed'] for r in runs.get(run['method'], [])}
@@ -233,6 +236,15 @@ def fmt_ratio(value: Optional[float], at_init: bool = False) -> str:
     return f'{value:.2f}' + (' (floor)' if at_init else '')
 
 
+def lr_note(proto: Dict) -> str:
+    """The learning-rate scales of a sweep run ('' for the configs' own)."""
+    scales = proto.get('lr_scale')
+    if not scales:
+        return ''
+    return (' Learning rate: the config\'s times ' + ', '.join(
+        f'{NAMES.get(m, m)} {s:g}' for m, s in scales.items()) + '.')
+
+
 def to_markdown(report: Dict) -> str:
     proto = report['protocol']
     unit = dict(seconds='s', flops='TFLOPs', epochs='epochs')[proto['unit']]
@@ -246,7 +258,7 @@ def to_markdown(report: Dict) -> str:
         f"low-label fine-tune ({proto['finetune_samples']} labels, "
         f"{proto['finetune_epochs']} epochs) at the start and the end. "
         f"Mean ± std over seeds {sorted({s for r in rows for s in r['seeds']})}."
-        f" Machine: {' | '.join(report['machines'])}.", '',
+        f" Machine: {' | '.join(report['machines'])}." + lr_note(proto), '',
         '| method | FLOPs ratio | memory ratio | images/s | images seen '
         '| kNN top-1 (%) | probe top-1 (%) | fine-tune top-1 (%) '
         '| time to MAE\'s final kNN / probe | FLOPs to MAE\'s final kNN '
