@@ -259,3 +259,27 @@ def test_report_lr_scale_is_part_of_the_protocol(tmp_path):
     report.main([str(tmp_path / 'c')])
     with open(tmp_path / 'c' / 'quality.md') as f:
         assert "Learning rate: the config's times MAE 3." in f.read()
+
+
+def test_report_per_seed_values_and_speed_drift(tmp_path):
+    report = load('fashion_mnist_report')
+    runs = [
+        fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.),
+        fake_run('mae', 1, (50, 58, 62), (60, 68, 72), 100.)
+    ]
+    write_runs(str(tmp_path / 'steady'), runs)
+    report.main([str(tmp_path / 'steady')])
+    with open(tmp_path / 'steady' / 'quality.md') as f:
+        text = f.read()
+    assert '| MAE | 1000 / 1000 | 60.00 / 62.00 | 70.00 / 72.00 |' in text
+    assert 'Throughput differed' not in text
+    # seed 1 ran on a machine 1.5x as fast: 1500 images in the same 100 s
+    for point in runs[1]['curve']:
+        point['images'] = int(point['images'] * 1.5)
+    write_runs(str(tmp_path / 'drift'), runs)
+    result = report.main([str(tmp_path / 'drift')])
+    assert result['speed_spread'] == pytest.approx(1.5)
+    with open(tmp_path / 'drift' / 'quality.md') as f:
+        text = f.read()
+    assert '| MAE | 1000 / 1500 |' in text
+    assert 'Throughput differed between seeds by up to 1.50x' in text

@@ -37,6 +37,9 @@ FINAL_SCORES = SCORES + (('finetune_top1', 'low-label fine-tune'), )
 # time to MAE's final kNN and probe score, as a ratio to MAE's time
 TIME_TARGETS = dict(localmim=0.5, prmim=0.8, bim=1.0)
 MEMORY_TARGETS = dict(bim=0.45)
+# a method's images/s differing more than this between seeds means the
+# machine's speed changed between the sessions that ran them
+SPEED_DRIFT = 1.10
 NAMES = METHOD_NAMES
 ORDER = list(METHOD_NAMES)
 
@@ -178,8 +181,14 @@ def build_report(runs: Dict[str, List[Dict]], costs: Dict[str,
     if base is not None:
         for row in rows.values():
             add_ratios(row, base, same_machine)
+    # the largest max / min images/s of one method over its seeds
+    spreads = [
+        max(v) / min(v) for v in (row['images_per_second']['values']
+                                  for row in rows.values()) if len(v) > 1
+    ]
     return dict(
         protocol=next(iter(runs.values()))[0]['protocol'],
+        speed_spread=max(spreads, default=1.),
         machines=sorted({f"{r['machine']}; {r['device']}; torch "
                          f"{r['torch']}; {r['threads']} threads"
                          for rs in runs.values() for r in rs}),
@@ -295,6 +304,31 @@ def to_markdown(report: Dict) -> str:
                      ' | '.join(
                          fmt(row.get(f'init_{k}')) for k, _ in FINAL_SCORES) +
                      ' |')
+    seeds = max(len(row['seeds']) for row in rows)
+    if seeds > 1:
+        lines += [
+            '', 'Per seed (' + ', '.join(
+                str(s) for s in sorted({s for r in rows
+                                        for s in r['seeds']})) + '):', '',
+            '| method | images seen | kNN top-1 (%) | probe top-1 (%) '
+            '| fine-tune top-1 (%) |', '| --- | --- | --- | --- | --- |'
+        ]
+        for row in rows:
+            cells = [' / '.join(f'{v:.0f}' for v in row['images']['values'])]
+            cells += [
+                ' / '.join(f'{v:.2f}' for v in row[key]['values'])
+                if key in row else '-' for key, _ in FINAL_SCORES
+            ]
+            lines.append(f"| {NAMES.get(row['method'], row['method'])} | " +
+                         ' | '.join(cells) + ' |')
+    if report['same_machine'] and report['speed_spread'] > SPEED_DRIFT:
+        lines += [
+            '', f"Throughput differed between seeds by up to "
+            f"{report['speed_spread']:.2f}x for one method: the machine's "
+            'speed changed between the sessions that ran them, so a seed '
+            'mean mixes budgets of different work. Within one seed the '
+            'methods ran back to back and compare fairly.'
+        ]
     checks = [row for row in rows if 'targets' in row]
     if checks:
         lines += ['', 'Targets:', '']
