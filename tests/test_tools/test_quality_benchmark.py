@@ -255,10 +255,13 @@ def test_report_lr_scale_is_part_of_the_protocol(tmp_path):
     write_runs(str(tmp_path / 'b'), [old, scaled])
     with pytest.raises(ValueError, match=r"in \['lr_scale'\]"):
         report.main([str(tmp_path / 'b')])
+    scaled['protocol']['finetune_samples'] = 0  # a sweep may skip it
     write_runs(str(tmp_path / 'c'), [scaled])
     report.main([str(tmp_path / 'c')])
     with open(tmp_path / 'c' / 'quality.md') as f:
-        assert "Learning rate: the config's times MAE 3." in f.read()
+        text = f.read()
+    assert "Learning rate: the config's times MAE 3." in text
+    assert 'no low-label fine-tune.' in text and '0 labels' not in text
 
 
 def test_report_per_seed_values_and_speed_drift(tmp_path):

@@ -264,8 +264,9 @@ def to_markdown(report: Dict) -> str:
         f"evaluated at {proto['eval_points']} points: weighted kNN (k=20) "
         f"and linear probe on {proto['eval_test_samples']} test images "
         f"(bank / probe: {proto['eval_train_samples']} training images), "
-        f"low-label fine-tune ({proto['finetune_samples']} labels, "
-        f"{proto['finetune_epochs']} epochs) at the start and the end. "
+        + (f"low-label fine-tune ({proto['finetune_samples']} labels, "
+           f"{proto['finetune_epochs']} epochs) at the start and the end. "
+           if proto['finetune_samples'] else 'no low-label fine-tune. ') +
         f"Mean ± std over seeds {sorted({s for r in rows for s in r['seeds']})}."
         f" Machine: {' | '.join(report['machines'])}." + lr_note(proto), '',
         '| method | FLOPs ratio | memory ratio | images/s | images seen '
