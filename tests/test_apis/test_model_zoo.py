@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Model zoo: metafiles, model-index, ModelHub lookup and ``mim search``."""
+import ast
 import glob
 import os.path as osp
 import re
@@ -12,6 +13,20 @@ from helpers import REPO_ROOT, VENV_BIN, subprocess_env
 ALGOS = ('mae', 'bim', 'prmim', 'mixmim', 'localmim')
 METAFILES = [f'configs/{algo}/metafile.yml' for algo in ALGOS]
 TINY = 'bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist'
+# the plugin's configs of mmpretrain's own recipes (plus the plugin's hooks):
+# mmpretrain's model index lists them, the plugin's does not re-list them
+MMPRETRAIN_RECIPES = {
+    'mae_vit-base-p16_8xb512-amp-coslr-300e_in1k':
+    'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    'vit-base-p16_mae-300e-pre_8xb128-coslr-100e_in1k':
+    'configs/mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py',
+    'vit-base-p16_mae-300e-pre_8xb2048-linear-coslr-90e_in1k':
+    'configs/mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    'mixmim_mixmim-base_16xb128-coslr-300e_in1k':
+    'configs/mixmim/mixmim_mixmim-base_16xb128-coslr-300e_in1k.py',
+    'mixmim-base_mixmim-pre_8xb128-coslr-100e_in1k':
+    'configs/mixmim/benchmarks/mixmim-base_8xb128-coslr-100e_in1k.py',
+}
 # weights published in mmpretrain's model zoo (exact URLs)
 MMPRETRAIN_WEIGHTS = {
     'mixmim_mixmim-base_16xb128-coslr-300e_in1k':
@@ -46,6 +61,28 @@ def all_models(metafiles: dict) -> list:
     return [m for meta in metafiles.values() for m in meta['Models']]
 
 
+def config_bases(rel: str) -> list:
+    """The ``_base_`` entries of a config file, as written."""
+    with open(osp.join(REPO_ROOT, rel), encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                getattr(t, 'id', None) == '_base_' for t in node.targets):
+            bases = ast.literal_eval(node.value)
+            return [bases] if isinstance(bases, str) else list(bases)
+    return []
+
+
+def mmpretrain_index_names() -> set:
+    """The names in mmpretrain's own model index."""
+    import mmpretrain
+    from modelindex.load_model_index import load
+    index = load(
+        osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'model-index.yml'))
+    index.build_models_with_collections()
+    return {m.name.lower() for m in index.models}
+
+
 def test_model_index_imports_every_metafile():
     index = load_yaml('model-index.yml')
     imports = index['Import']
@@ -77,6 +114,9 @@ def test_models(metafiles):
     models = all_models(metafiles)
     names = [m['Name'] for m in models]
     assert len(names) == len(set(names)), 'model names must be unique'
+    # ModelHub keys are lower case; its duplicate check compares the name
+    assert all(n == n.lower() for n in names)
+    upstream = mmpretrain_index_names()
     configs = set()
     for model in models:
         name = model['Name']
@@ -99,49 +139,52 @@ def test_models(metafiles):
             for result in model['Results']:
                 assert {'Task', 'Dataset', 'Metrics'} <= set(result)
         for downstream in model.get('Downstream', []):
-            assert downstream in names, downstream
-    # every pre-training and benchmark config of the algorithms is listed
+            assert downstream in names or downstream in upstream, downstream
+    # every pre-training and benchmark config of the algorithms is listed,
+    # here or (mmpretrain's recipes) in mmpretrain's index
     on_disk = {
         osp.relpath(p, REPO_ROOT)
         for algo in ALGOS
         for p in glob.glob(
             osp.join(REPO_ROOT, 'configs', algo, '**', '*.py'), recursive=True)
     }
-    assert on_disk == configs
+    assert on_disk == configs | set(MMPRETRAIN_RECIPES.values())
+    assert not configs & set(MMPRETRAIN_RECIPES.values())
 
 
-def test_published_weights(metafiles):
-    weights = {
-        m['Name']: m.get('Weights')
-        for m in all_models(metafiles) if m.get('Weights')
-    }
-    for name, url in MMPRETRAIN_WEIGHTS.items():
-        assert weights[name] == url
+def test_no_weights_until_published(metafiles):
+    weights = [m['Name'] for m in all_models(metafiles) if m.get('Weights')]
     # plugin-trained models are listed without weights until published
     assert not any(
         n.startswith(('bim_', 'prmim', 'localmim_')) for n in weights)
 
 
-def test_shared_names_keep_mmpretrain_entries(metafiles):
+def test_mmpretrain_recipes_are_not_relisted(metafiles):
+    """mmpretrain's public ``register_model_index`` takes the plugin's index
+    as it is: no name mmpretrain defines is listed again."""
     import mmpretrain
     from mmpretrain.apis import ModelHub
 
     from mim_plugins.apis import register_models
+    upstream = mmpretrain_index_names()
+    names = {m['Name'] for m in all_models(metafiles)}
+    assert not names & upstream
+    assert set(MMPRETRAIN_RECIPES) <= upstream
     assert register_models() == register_models()  # registers once
-    upstream_root = osp.dirname(mmpretrain.__file__)
-    shared = [
-        m for m in all_models(metafiles) if osp.abspath(ModelHub._models_dict[
-            m['Name']].config).startswith(upstream_root + osp.sep)
-    ]
-    # the MAE / MixMIM recipes mmpretrain publishes under the same names
-    assert {m['Name']
-            for m in shared} >= set(MMPRETRAIN_WEIGHTS) | {
-                'mae_vit-base-p16_8xb512-amp-coslr-300e_in1k'
-            }
-    for model in shared:
-        # URLs shared with mmpretrain are copied, never typed
-        upstream = ModelHub._models_dict[model['Name']]
-        assert model.get('Weights') == upstream.weights, model['Name']
+    assert set(register_models()) == names
+    upstream_configs = osp.join(osp.dirname(mmpretrain.__file__), '.mim')
+    for name, config in MMPRETRAIN_RECIPES.items():
+        # the name finds mmpretrain's recipe, the one the plugin's config
+        # inherits (same path under mmpretrain's configs/)
+        metainfo = ModelHub.get(name)
+        assert osp.samefile(metainfo.config.filename,
+                            osp.join(upstream_configs, config)), name
+        assert f"mmpretrain::{config[len('configs/'):]}" in config_bases(
+            config)
+        assert metainfo.weights == MMPRETRAIN_WEIGHTS.get(
+            name, metainfo.weights)
+    for name, url in MMPRETRAIN_WEIGHTS.items():
+        assert ModelHub.get(name).weights == url
 
 
 def test_list_and_get_model():

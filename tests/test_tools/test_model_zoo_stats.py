@@ -16,6 +16,12 @@ SWIN_L = 'configs/localmim/benchmarks/swin-large-w14_8xb32-coslr-100e_in1k.py'
 
 
 def metafile_entry(algo, config):
+    if algo == 'mae':
+        # mmpretrain's recipe: listed in mmpretrain's metafile, not ours
+        from mmpretrain.apis import ModelHub
+        meta = ModelHub.get(osp.basename(config)[:-3]).metadata
+        return dict(
+            Metadata=dict(Parameters=meta.parameters, FLOPs=meta.flops))
     with open(osp.join(REPO_ROOT, 'configs', algo, 'metafile.yml')) as f:
         models = yaml.safe_load(f)['Models']
     return next(m for m in models if m['Config'] == config)
