@@ -29,7 +29,8 @@ from mmengine.runner import Runner
 from mim_plugins.datasets import apply_data_root
 from mim_plugins.engine.hooks import TrainBudgetHook
 from mim_plugins.models.utils.checks import check_choice, check_range
-from .feature_eval import build_feature_eval_loaders, score_model
+from .feature_eval import (build_feature_eval_loaders, check_split,
+                           score_model, split_indices, train_set_size)
 from .finetune import low_label_finetune
 
 FINETUNE_AT = ('init', 'final')
@@ -99,6 +100,11 @@ class BudgetEvaluator:
         finetune_epochs (int): Fine-tune epochs.
         finetune_at (Sequence[str]): Subset of ``('init', 'final')``.
         seed (int): Seed of the fine-tune head.
+        split (str): The scored images: ``'test'`` or ``'val'`` (the last
+            ``val_images`` training images). Defaults to ``'test'``.
+        val_images (int): Training images held out as validation; the
+            kNN bank, probe and fine-tune labels come from before them.
+            Defaults to 0 (none).
     """
 
     def __init__(self,
@@ -110,16 +116,23 @@ class BudgetEvaluator:
                  finetune_samples: int = 600,
                  finetune_epochs: int = 10,
                  finetune_at: Sequence[str] = FINETUNE_AT,
-                 seed: int = 0) -> None:
+                 seed: int = 0,
+                 split: str = 'test',
+                 val_images: int = 0) -> None:
         for point in finetune_at:
             check_choice('finetune_at', point, FINETUNE_AT)
         check_range('finetune_samples', finetune_samples, 0, integer=True)
-        self.loaders = build_feature_eval_loaders(cfg, train_samples,
-                                                  test_samples)
+        self.loaders = build_feature_eval_loaders(
+            cfg,
+            train_samples,
+            test_samples,
+            split=split,
+            val_images=val_images)
         self.finetune_train = None
         if finetune_samples:
             self.finetune_train = build_feature_eval_loaders(
-                cfg, finetune_samples, 1, batch_size=32)['train']
+                cfg, finetune_samples, 1, batch_size=32,
+                val_images=val_images)['train']
         self.knn_k = knn_k
         self.probe_epochs = probe_epochs
         self.finetune_epochs = finetune_epochs
@@ -223,6 +236,8 @@ def train_for_budget(config: str,
                      finetune_samples: int = 600,
                      finetune_epochs: int = 10,
                      finetune_at: Sequence[str] = FINETUNE_AT,
+                     split: str = 'test',
+                     val_images: int = 0,
                      quiet: bool = True,
                      on_record: Optional[Callable] = None) -> Dict:
     """Pre-train ``config`` for ``budget`` ``unit`` and score it on the way.
@@ -250,6 +265,13 @@ def train_for_budget(config: str,
         finetune_epochs (int): Fine-tune epochs.
         finetune_at (Sequence[str]): When to fine-tune (``'init'``,
             ``'final'``).
+        split (str): What every evaluation scores: ``'test'`` (the test
+            images) or ``'val'`` (the last ``val_images`` training images),
+            the split on which choices are made. Defaults to ``'test'``.
+        val_images (int): Training images held out at the end of the
+            training set as validation (:func:`split_indices`): pre-training
+            and every labelled image of the evaluation come from before
+            them, whichever split is scored. Defaults to 0 (none held out).
         quiet (bool): Keep the Runner's INFO lines off the console.
         on_record (Callable, optional): ``on_record(record, hook)`` after
             every evaluation.
@@ -272,9 +294,23 @@ def train_for_budget(config: str,
     if data_root:
         cfg.data_root = data_root
     apply_data_root(cfg)
-    if train_samples:
-        cfg.train_dataloader.dataset.indices = train_samples
+    check_split(split, val_images)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if val_images:
+        n_train = train_set_size(cfg)
+        indices = split_indices(n_train, val_images, train_samples,
+                                eval_test_samples)
+        # the first images of the training set, up to the held-out ones
+        cfg.train_dataloader.dataset.indices = len(indices['train'])
+        split_record = dict(
+            split=split,
+            val_images=val_images,
+            pretrain_indices=[0, len(indices['train'])],
+            val_indices=[indices['val'].start, indices['val'].stop])
+    else:
+        if train_samples:
+            cfg.train_dataloader.dataset.indices = train_samples
+        split_record = dict(split=split, val_images=0)
     batch = cfg.train_dataloader.batch_size
     quiet_ctx = console_level if quiet else contextlib.nullcontext
     with quiet_ctx():
@@ -298,7 +334,9 @@ def train_for_budget(config: str,
             finetune_samples=finetune_samples,
             finetune_epochs=finetune_epochs,
             finetune_at=finetune_at,
-            seed=seed)
+            seed=seed,
+            split=split,
+            val_images=val_images)
     if quiet:
         runner = quiet_runner(cfg)
     else:
@@ -341,4 +379,5 @@ def train_for_budget(config: str,
         checkpoint=checkpoint,
         log_file=osp.join(runner.log_dir, f'{runner.timestamp}.log'),
         model=runner.model,
+        **split_record,
         **machine_info())

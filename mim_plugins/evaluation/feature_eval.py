@@ -242,22 +242,96 @@ def evaluate_features(train: Tuple[torch.Tensor, torch.Tensor],
     return results
 
 
+# what a frozen-feature evaluation scores: the test images, or validation
+# images held out of the end of the training set
+SPLITS = ('test', 'val')
+
+
+def split_indices(n_train: int,
+                  val_images: int,
+                  train_samples: int = 0,
+                  eval_samples: int = 0) -> Dict[str, range]:
+    """Disjoint training and validation indices of a training set.
+
+    The last ``val_images`` training images are the validation split; every
+    image a run learns from (pre-training, kNN bank, probe and fine-tune
+    labels) is taken from the images before them, so that choices made on
+    validation never see the test images and never score images the model
+    was fitted on.
+
+    Args:
+        n_train (int): Images in the training set.
+        val_images (int): Images held out at its end (>= 1).
+        train_samples (int): The first N of the remaining images; 0 means
+            all of them. Defaults to 0.
+        eval_samples (int): The first N validation images scored; 0 means
+            all of them. Defaults to 0.
+
+    Returns:
+        dict[str, range]: ``train`` and ``val`` indices into the training
+        set.
+    """
+    if not 0 < val_images < n_train:
+        raise ValueError(f'val_images must be in [1, {n_train - 1}] for a '
+                         f'training set of {n_train} images, got '
+                         f'{val_images}')
+    for name, value in (('train_samples', train_samples),
+                        ('eval_samples', eval_samples)):
+        if value < 0:
+            raise ValueError(f'{name} must be >= 0, got {value}')
+    fit = n_train - val_images
+    n_val = min(eval_samples or val_images, val_images)
+    return dict(
+        train=range(min(train_samples or fit, fit)),
+        val=range(fit, fit + n_val))
+
+
+def check_split(split: str, val_images: int) -> None:
+    """``split`` must be one of :data:`SPLITS`; ``'val'`` needs held-out
+    images."""
+    if split not in SPLITS:
+        raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+    if val_images < 0:
+        raise ValueError(f'val_images must be >= 0, got {val_images}')
+    if split == 'val' and not val_images:
+        raise ValueError("split='val' scores images held out of the "
+                         'training set: set val_images > 0')
+
+
+def train_set_size(cfg: Config) -> int:
+    """Images in the training set of a config's ``feature_eval_data``."""
+    from mmpretrain.registry import DATASETS
+    dataset = cfg.feature_eval_data['train'].copy()
+    dataset.pop('indices', None)
+    dataset['pipeline'] = []  # only the length is wanted
+    return len(DATASETS.build(dataset))
+
+
 def build_feature_eval_loaders(cfg: Config,
                                train_samples: int = 10000,
                                test_samples: int = 10000,
-                               batch_size: int = 500) -> Dict:
+                               batch_size: int = 500,
+                               split: str = 'test',
+                               val_images: int = 0) -> Dict:
     """Dataloaders of a config's ``feature_eval_data`` (``train``/``test``).
 
     Args:
         cfg (Config): A pre-training config with ``feature_eval_data``.
         train_samples (int): First N training images (kNN bank and probe
             training set); 0 means all. Defaults to 10000.
-        test_samples (int): First N test images; 0 means all.
-            Defaults to 10000.
+        test_samples (int): First N images of the scored split; 0 means
+            all. Defaults to 10000.
         batch_size (int): Batch size of the extraction. Defaults to 500.
+        split (str): The scored split: ``'test'`` (the test images) or
+            ``'val'`` (the last ``val_images`` training images, see
+            :func:`split_indices`). Defaults to ``'test'``.
+        val_images (int): Training images held out as validation; the
+            ``train`` loader then takes its images from before them, whatever
+            the scored split. 0 holds none out. Defaults to 0.
 
     Returns:
-        dict: ``{'train': DataLoader, 'test': DataLoader}``.
+        dict: ``{'train': DataLoader, 'test': DataLoader}``; ``'test'`` is
+        the scored split.
     """
     from mmengine.runner import Runner
 
@@ -265,13 +339,27 @@ def build_feature_eval_loaders(cfg: Config,
     if 'feature_eval_data' not in cfg:
         raise KeyError('the config has no `feature_eval_data` (train/test '
                        'datasets of the frozen-feature evaluation)')
+    check_split(split, val_images)
     apply_data_root(cfg)  # a `data_root` override reaches these datasets
+    datasets = dict(
+        train=cfg.feature_eval_data['train'].copy(),
+        test=cfg.feature_eval_data['test'].copy())
+    if val_images:
+        indices = split_indices(
+            train_set_size(cfg), val_images, train_samples, test_samples)
+        datasets['train']['indices'] = list(indices['train'])
+        if split == 'val':
+            datasets['test'] = cfg.feature_eval_data['train'].copy()
+            datasets['test']['indices'] = list(indices['val'])
+        elif test_samples:
+            datasets['test']['indices'] = test_samples
+    else:
+        for name, n in (('train', train_samples), ('test', test_samples)):
+            if n:
+                datasets[name]['indices'] = n
     loaders = {}
-    for split, n in (('train', train_samples), ('test', test_samples)):
-        dataset = cfg.feature_eval_data[split].copy()
-        if n:
-            dataset['indices'] = n
-        loaders[split] = Runner.build_dataloader(
+    for name, dataset in datasets.items():
+        loaders[name] = Runner.build_dataloader(
             dict(
                 batch_size=batch_size,
                 num_workers=0,

@@ -286,3 +286,39 @@ def test_report_per_seed_values_and_speed_drift(tmp_path):
         text = f.read()
     assert '| MAE | 1000 / 1500 |' in text
     assert 'Throughput differed between seeds by up to 1.50x' in text
+
+
+def test_runner_validation_split_options(capsys):
+    tool = load('fashion_mnist')
+    # the protocol of the recorded runs: test images, nothing held out
+    legacy = tool.protocol(tool.parse_args([]))
+    assert legacy['split'] is None and legacy['val_images'] is None
+    val = tool.protocol(
+        tool.parse_args(['--split', 'val', '--val-images', '10000']))
+    test = tool.protocol(
+        tool.parse_args(['--split', 'test', '--val-images', '10000']))
+    assert (val['split'], val['val_images']) == ('val', 10000)
+    assert (test['split'], test['val_images']) == ('test', 10000)
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--split', 'val'])
+    assert '--split val scores images held out' in capsys.readouterr().err
+
+
+def test_report_refuses_mixed_splits(tmp_path):
+    report = load('fashion_mnist_report')
+    val = fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.)
+    test = fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 100.)
+    for run, split in ((val, 'val'), (test, 'test')):
+        run['protocol'].update(split=split, val_images=10000)
+        run.update(pretrain_indices=[0, 50000], val_indices=[50000, 52000])
+    write_runs(str(tmp_path / 'mixed'), [val, test])
+    with pytest.raises(ValueError, match=r"in \['split'\]"):
+        report.main([str(tmp_path / 'mixed')])
+    # validation runs alone: the table says what it scored
+    write_runs(str(tmp_path / 'val'), [val])
+    report.main([str(tmp_path / 'val')])
+    with open(tmp_path / 'val' / 'quality.md') as f:
+        text = f.read()
+    assert ('2000 VALIDATION images (training images 50000..51999; not '
+            'test numbers)') in text
+    assert '50000 (training images 0..49999; the last 10000 held out' in text

@@ -53,7 +53,7 @@ UNIT_SCALE = dict(seconds=1., flops=1e12, epochs=1.)
 PROTOCOL_KEYS = ('unit', 'budget', 'train_samples', 'eval_points',
                  'eval_train_samples', 'eval_test_samples', 'probe_epochs',
                  'finetune_samples', 'finetune_epochs', 'cfg_options',
-                 'lr_scale')
+                 'lr_scale', 'split', 'val_images')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,6 +82,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=0,
         help='pre-train on the first N training images (0 = all 60000)')
+    parser.add_argument(
+        '--val-images',
+        type=int,
+        default=0,
+        help='hold out the last N training images as a validation split '
+        '(e.g. 10000): pre-training and every labelled image of the '
+        'evaluation come from before them (default 0: none held out, the '
+        'protocol of the recorded runs)')
+    parser.add_argument(
+        '--split',
+        choices=('val', 'test'),
+        default='test',
+        help='what is scored: the validation images (make every choice '
+        'here) or the test images (the reported numbers); runs of the two '
+        'never pool')
     parser.add_argument('--eval-points', type=int, default=6)
     parser.add_argument('--eval-train-samples', type=int, default=5000)
     parser.add_argument('--eval-test-samples', type=int, default=2000)
@@ -116,6 +131,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.budget = DEFAULT_BUDGET[args.unit]
     if args.budget <= 0:
         parser.error(f'--budget must be > 0, got {args.budget}')
+    if args.val_images < 0:
+        parser.error(f'--val-images must be >= 0, got {args.val_images}')
+    if args.split == 'val' and not args.val_images:
+        parser.error('--split val scores images held out of the training '
+                     'set: give --val-images N (e.g. 10000)')
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
         parser.error(f'--methods: unknown {unknown}; choose from '
@@ -175,7 +195,12 @@ def protocol(args: argparse.Namespace) -> Dict:
         # None when every method keeps its config's lr (as runs made before
         # the flag existed record it)
         lr_scale=None if set(args.lr_scale.values()) == {1.} else
-        args.lr_scale)
+        args.lr_scale,
+        # None for the test split with nothing held out (as runs made
+        # before the validation split existed record it)
+        split=None if args.split == 'test' and not args.val_images else
+        args.split,
+        val_images=args.val_images or None)
 
 
 def run_path(out: str, method: str, seed: int) -> str:
@@ -289,6 +314,8 @@ def main(argv=None) -> None:
                 probe_epochs=args.probe_epochs,
                 finetune_samples=args.finetune_samples,
                 finetune_epochs=args.finetune_epochs,
+                split=args.split,
+                val_images=args.val_images,
                 on_record=progress_line(method, seed, args.unit,
                                         args.budget))
             run.pop('model')

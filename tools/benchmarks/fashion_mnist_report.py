@@ -186,8 +186,12 @@ def build_report(runs: Dict[str, List[Dict]], costs: Dict[str,
         max(v) / min(v) for v in (row['images_per_second']['values']
                                   for row in rows.values()) if len(v) > 1
     ]
+    first = next(iter(runs.values()))[0]
     return dict(
-        protocol=next(iter(runs.values()))[0]['protocol'],
+        protocol=first['protocol'],
+        # the held-out split's images (runs of one protocol share them)
+        pretrain_indices=first.get('pretrain_indices'),
+        val_indices=first.get('val_indices'),
         speed_spread=max(spreads, default=1.),
         machines=sorted({f"{r['machine']}; {r['device']}; torch "
                          f"{r['torch']}; {r['threads']} threads"
@@ -254,15 +258,35 @@ def lr_note(proto: Dict) -> str:
         f'{NAMES.get(m, m)} {s:g}' for m, s in scales.items()) + '.')
 
 
+def pretrain_images(report: Dict) -> str:
+    """The pre-training images of a report's runs, in words."""
+    proto = report['protocol']
+    if report.get('pretrain_indices'):
+        n = report['pretrain_indices'][1]
+        return (f'{n} (training images 0..{n - 1}; the last '
+                f"{proto['val_images']} held out as validation)")
+    return f"{proto['train_samples'] or 60000}"
+
+
+def scored_images(report: Dict) -> str:
+    """What the evaluations score: test or validation images."""
+    proto = report['protocol']
+    if (proto.get('split') or 'test') == 'val':
+        first, stop = report['val_indices']
+        return (f'{stop - first} VALIDATION images (training images '
+                f'{first}..{stop - 1}; not test numbers)')
+    return f"{proto['eval_test_samples']} test images"
+
+
 def to_markdown(report: Dict) -> str:
     proto = report['protocol']
     unit = dict(seconds='s', flops='TFLOPs', epochs='epochs')[proto['unit']]
     rows = report['rows']
     lines = [
         f"Equal budget: {proto['budget']:g} {unit} of pre-training per run "
-        f"(Fashion-MNIST, {proto['train_samples'] or 60000} images); "
+        f"(Fashion-MNIST, {pretrain_images(report)} images); "
         f"evaluated at {proto['eval_points']} points: weighted kNN (k=20) "
-        f"and linear probe on {proto['eval_test_samples']} test images "
+        f"and linear probe on {scored_images(report)} "
         f"(bank / probe: {proto['eval_train_samples']} training images), "
         + (f"low-label fine-tune ({proto['finetune_samples']} labels, "
            f"{proto['finetune_epochs']} epochs) at the start and the end. "
