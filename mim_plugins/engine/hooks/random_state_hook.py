@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import random
-from typing import Any, Dict, List, Optional
+import warnings
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -67,14 +68,6 @@ def _as_python_state(state) -> tuple:
 class _RestoreOnFetch:
     """Set saved random states before every batch fetched through it.
 
-    A resumed ``IterBasedTrainLoop`` first skips the batches it already
-    trained on, and how it skips depends on the mmengine version: 0.10.7
-    fetches (and transforms) them, later versions may advance the sampler
-    through the iterator's ``skip_iter`` without loading data, or not skip
-    at all. Whatever the skip draws, the next fetch starts from the saved
-    states; :class:`RandomStateHook` puts the loop's own iterator back when
-    the first iteration starts (``before_train_iter``).
-
     Args:
         iterator: The loop's ``dataloader_iterator``.
         state (dict): States returned by :func:`get_random_state`.
@@ -98,6 +91,45 @@ class _RestoreOnFetch:
         return getattr(self.iterator, name)
 
 
+def restore_at_next_fetch(loop: IterBasedTrainLoop,
+                          state: Dict[str, Any]) -> Callable[[], None]:
+    """Set ``state`` before each batch ``loop`` fetches, until undone.
+
+    The one place the hook touches a loop. ``IterBasedTrainLoop.run`` skips
+    the batches already trained on after ``before_train_epoch`` and fetches
+    the first batch to train on before ``before_train_iter``: no hook point
+    lies between the skip, which may draw random numbers (mmengine 0.10.7
+    fetches and transforms the skipped batches; the onedl-mmengine fork,
+    0.10.11+, advances the sampler through the iterator's ``skip_iter`` and
+    may rebuild the dataloader iterator), and that fetch. So the loop's
+    ``dataloader_iterator`` attribute (set in ``IterBasedTrainLoop.__init__``
+    and read by ``run`` in mmengine 0.10.7 up to 0.11.0rc0 and in the fork)
+    is wrapped until the first iteration starts; a test checks that the
+    installed loop still fetches through it.
+
+    Args:
+        loop (IterBasedTrainLoop): The resumed loop.
+        state (dict): States returned by :func:`get_random_state`.
+
+    Returns:
+        Callable[[], None]: Puts the loop's own iterator back.
+    """
+    iterator = getattr(loop, 'dataloader_iterator', None)
+    if iterator is None:
+        warnings.warn('RandomStateHook: the train loop has no '
+                      '`dataloader_iterator`; the random states are set '
+                      'before the loop skips the trained batches, so the '
+                      'resume is exact only if that skip draws none.')
+        set_random_state(state)
+        return lambda: None
+    loop.dataloader_iterator = _RestoreOnFetch(iterator, state)
+
+    def undo() -> None:
+        loop.dataloader_iterator = iterator
+
+    return undo
+
+
 @HOOKS.register_module()
 class RandomStateHook(Hook):
     """Save the random states in checkpoints and restore them on resume.
@@ -108,19 +140,20 @@ class RandomStateHook(Hook):
     dropout after the resume differ from an uninterrupted run. This hook
     stores the torch (CPU and, once initialised, CUDA), numpy and Python
     states in every checkpoint (``checkpoint['random_states']``) and, only
-    when the runner *resumes* (``resume=True``; ``load_from`` alone restores
-    nothing), sets them back at the point of training that matches the
-    save, so the resumed run draws the same numbers as an uninterrupted one:
+    when the runner *resumes* (training starts past iteration 0 after the
+    checkpoint was loaded; ``load_from`` alone restores nothing), sets them
+    back at the point of training that matches the save, so the resumed run
+    draws the same numbers as an uninterrupted one:
 
     - ``EpochBasedTrainLoop``: at the start of the first epoch after the
       resume (``before_train_epoch``), i.e. right after the end of the epoch
       that was saved.
     - ``IterBasedTrainLoop``: the loop first skips the already trained
       batches, which may draw random numbers (mmengine 0.10.7 fetches and
-      transforms them; later versions may only advance the sampler). The
-      states are set before every batch fetched until the first iteration
-      starts, so the first batch trained on is fetched from them however
-      the loop skipped.
+      transforms them; the onedl-mmengine fork may only advance the
+      sampler). The states are set before every batch fetched until the
+      first iteration starts (:func:`restore_at_next_fetch`), so the first
+      batch trained on is fetched from them however the loop skipped.
 
     With ``randomness=dict(seed=..., deterministic=True)``, seeded sampler
     order and ``num_workers=0``, training 2N iterations and training N,
@@ -128,12 +161,12 @@ class RandomStateHook(Hook):
 
     Limits:
 
-    - Newer mmengine versions skip through the sampler when it has a
-      ``skip`` method (``InfiniteSampler``) and then build the dataloader
-      iterator anew at the first fetch; building it draws one number from
-      the torch state, so masks after such a resume differ. The configs
-      here use ``DefaultSampler``, which these versions skip batch by batch
-      on the existing iterator: exact.
+    - The onedl-mmengine fork (0.10.11+) skips through the sampler when it
+      has a ``skip`` method (``InfiniteSampler``) and then builds the
+      dataloader iterator anew at the first fetch; building it draws one
+      number from the torch state after the states are set, so masks after
+      such a resume differ. The configs here use ``DefaultSampler``, which
+      the fork skips batch by batch on the existing iterator: exact.
     - Mid-epoch checkpoints of ``EpochBasedTrainLoop`` (``CheckpointHook``
       with ``by_epoch=False``) do not resume exactly whatever the random
       state: that loop restarts the saved epoch from its first batch instead
@@ -174,8 +207,9 @@ class RandomStateHook(Hook):
     def __init__(self, restore: bool = True) -> None:
         self.restore = restore
         self._gathered: Optional[List[Dict[str, Any]]] = None
-        self._pending: Optional[Dict[str, Any]] = None
-        self._fetch_wrapper: Optional[_RestoreOnFetch] = None
+        # the loaded checkpoint's states, until training starts
+        self._loaded: Optional[List[Dict[str, Any]]] = None
+        self._undo_fetch: Optional[Callable[[], None]] = None
 
     # saving ------------------------------------------------------------
     @staticmethod
@@ -230,44 +264,49 @@ class RandomStateHook(Hook):
     # restoring ---------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Runner.load_checkpoint serves both `load_from` (weights only) and
-        # Runner.resume; only the latter continues a run.
-        if not self.restore or not getattr(runner, '_resume', False):
-            return
-        states = checkpoint.get(CKPT_KEY)
+        # Runner.resume; which one it was shows when training starts.
+        if self.restore:
+            self._loaded = checkpoint.get(CKPT_KEY) or []
+
+    def _own_state(self, runner,
+                   states: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        """This rank's entry of a checkpoint's states, if usable."""
         if not states:
             runner.logger.warning(
                 'RandomStateHook: the checkpoint has no random states (saved '
                 'without this hook); the resumed run is re-seeded instead.')
-            return
-        world_size, rank = get_world_size(), get_rank()
+            return None
+        world_size = get_world_size()
         if len(states) != world_size:
             runner.logger.warning(
                 f'RandomStateHook: the checkpoint has random states of '
                 f'{len(states)} process(es), this run has {world_size}; '
                 'they are not restored.')
-            return
-        self._pending = states[rank]
+            return None
+        return states[get_rank()]
 
     def before_train_epoch(self, runner) -> None:
-        if self._pending is None:
+        if self._loaded is None:
             return
-        loop = runner.train_loop
-        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+        states, self._loaded = self._loaded, None
+        # Runner.resume sets the loop's iteration from the checkpoint; after
+        # `load_from` a new run starts at 0, seeded by the runner.
+        if runner.iter == 0:
+            return
+        state = self._own_state(runner, states)
+        if state is None:
+            return
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
             # the loop skips the trained batches before it fetches the next
-            self._fetch_wrapper = _RestoreOnFetch(loop.dataloader_iterator,
-                                                  self._pending)
-            loop.dataloader_iterator = self._fetch_wrapper
+            self._undo_fetch = restore_at_next_fetch(runner.train_loop, state)
         else:
-            set_random_state(self._pending)
-        self._pending = None
+            set_random_state(state)
 
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
                           data_batch=None) -> None:
-        if self._fetch_wrapper is not None:
-            # the first batch trained on is fetched: the loop's own
-            # iterator from now on
-            runner.train_loop.dataloader_iterator = \
-                self._fetch_wrapper.iterator
-            self._fetch_wrapper = None
+        if self._undo_fetch is not None:
+            # the first batch trained on is fetched
+            self._undo_fetch()
+            self._undo_fetch = None

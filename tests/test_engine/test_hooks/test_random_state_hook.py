@@ -9,6 +9,7 @@ import pytest
 import torch
 from mmengine.hooks import CheckpointHook
 from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner.loops import _InfiniteDataloaderIterator
 from mmpretrain.registry import HOOKS
 
 import mim_plugins.engine.hooks.random_state_hook as rsh
@@ -26,11 +27,14 @@ def same_draws(a: tuple, b: tuple) -> bool:
 
 
 def make_runner(resume: bool = True, train_loop=None) -> SimpleNamespace:
+    """A runner after loading a checkpoint: ``Runner.resume`` sets the
+    loop's iteration from it, ``load_from`` leaves a new run at 0."""
+    train_loop = train_loop or SimpleNamespace(iter=3 if resume else 0)
     return SimpleNamespace(
-        _resume=resume,
+        iter=train_loop.iter,
         logger=MagicMock(),
         hooks=[],
-        train_loop=train_loop or SimpleNamespace(iter=0))
+        train_loop=train_loop)
 
 
 def saved_checkpoint(hook: RandomStateHook, runner) -> dict:
@@ -92,18 +96,28 @@ def test_load_from_without_resume_restores_nothing():
     hook.after_load_checkpoint(runner, checkpoint)
     hook.before_train_epoch(runner)
     assert not same_draws(draw(), saved)
-    assert hook._pending is None
+    # and not later either
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    hook.before_train_epoch(make_runner())
+    assert not same_draws(draw(), saved)
+    runner.logger.warning.assert_not_called()
 
 
 def test_restore_false_and_missing_states():
     runner = make_runner()
     hook = RandomStateHook(restore=False)
-    hook.after_load_checkpoint(runner, saved_checkpoint(hook, runner))
-    assert hook._pending is None
+    checkpoint = saved_checkpoint(hook, runner)
+    saved = draw()
+    hook.after_load_checkpoint(runner, checkpoint)
+    hook.before_train_epoch(runner)
+    assert not same_draws(draw(), saved)
     hook = RandomStateHook()
     hook.after_load_checkpoint(runner, {'meta': {}})
-    assert hook._pending is None
+    hook.before_train_epoch(runner)
     runner.logger.warning.assert_called_once()
+    assert 'no random states' in runner.logger.warning.call_args[0][0]
 
 
 class FakeIterator:
@@ -174,8 +188,10 @@ def test_world_size_mismatch_restores_nothing(monkeypatch):
     hook, runner = RandomStateHook(), make_runner()
     checkpoint = saved_checkpoint(hook, runner)
     monkeypatch.setattr(rsh, 'get_world_size', lambda: 2)
+    saved = draw()
     hook.after_load_checkpoint(runner, checkpoint)
-    assert hook._pending is None
+    hook.before_train_epoch(runner)
+    assert not same_draws(draw(), saved)
     assert 'not restored' in runner.logger.warning.call_args[0][0]
 
 
@@ -248,3 +264,85 @@ def test_multi_process_save_last(monkeypatch, by_epoch):
         assert not calls
         hook.after_train_iter(runner, 0)
     assert len(calls) == 1
+
+
+class DrawingDataset(torch.utils.data.Dataset):
+    """Samples drawn as transforms draw: from the numpy, Python and torch
+    states of the main process (``num_workers=0``)."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int) -> tuple:
+        return index, np.random.rand(), random.random(), torch.rand(())
+
+
+class LoopRunner:
+    """The parts of a ``Runner`` that ``IterBasedTrainLoop`` and the hook
+    use; ``train_step`` draws a "mask" from the torch state."""
+
+    def __init__(self, hook: RandomStateHook) -> None:
+        self.hooks = [hook]
+        self.logger = MagicMock()
+        self.visualizer = SimpleNamespace()
+        self.val_loop = self.optim_wrapper = None
+        self.model = MagicMock(train_step=self.train_step)
+        self.trained = {}  # iteration: (batch, mask)
+
+    @property
+    def iter(self) -> int:
+        return self.train_loop.iter
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        for hook in self.hooks:
+            getattr(hook, fn_name)(self, **kwargs)
+
+    def train_step(self, data_batch, optim_wrapper) -> dict:
+        self.trained[self.iter + 1] = (data_batch, torch.rand(2))
+        return {}
+
+    def train(self, max_iters: int, start_iter: int = 0) -> None:
+        loader = torch.utils.data.DataLoader(DrawingDataset(), batch_size=2)
+        self.train_loop = IterBasedTrainLoop(self, loader, max_iters)
+        self.train_loop._iter = start_iter  # as Runner.resume does
+        self.train_loop.run()
+
+
+def same_batches(a: tuple, b: tuple) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a[0] + [a[1]], b[0] + [b[1]]))
+
+
+@pytest.mark.parametrize('restore', [True, False])
+def test_installed_iter_based_loop_resumes_exactly(restore):
+    """mmengine's own ``IterBasedTrainLoop`` (0.10.7 fetches and transforms
+    the 4 skipped batches, drawing numbers): iterations 5-6 after a resume
+    from iteration 4 are those of an uninterrupted run, through the loop's
+    ``dataloader_iterator``, the one loop attribute the hook relies on."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    full = LoopRunner(RandomStateHook())
+    full.train(max_iters=6)
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    part = LoopRunner(RandomStateHook())
+    part.train(max_iters=4)
+    checkpoint = saved_checkpoint(part.hooks[0], part)
+    for it in (1, 2, 3, 4):
+        assert same_batches(part.trained[it], full.trained[it]), it
+
+    torch.manual_seed(0)  # the resumed runner re-seeds
+    np.random.seed(0)
+    random.seed(0)
+    hook = RandomStateHook(restore=restore)
+    resumed = LoopRunner(hook)
+    hook.after_load_checkpoint(resumed, checkpoint)
+    resumed.train(max_iters=6, start_iter=4)
+    assert sorted(resumed.trained) == [5, 6]
+    assert isinstance(resumed.train_loop.dataloader_iterator,
+                      _InfiniteDataloaderIterator)  # its own one back
+    for it in (5, 6):
+        assert same_batches(resumed.trained[it],
+                            full.trained[it]) == restore, it
