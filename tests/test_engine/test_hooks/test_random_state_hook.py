@@ -21,6 +21,13 @@ def draw() -> tuple:
     return (torch.rand(3), np.random.rand(3), random.random())
 
 
+def seed_all(seed: int) -> None:
+    """Seed every generator the hook covers."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def same_draws(a: tuple, b: tuple) -> bool:
     return (torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
             and a[2] == b[2])
@@ -53,9 +60,7 @@ def test_registered():
 
 
 def test_state_round_trip():
-    torch.manual_seed(1)
-    np.random.seed(1)
-    random.seed(1)
+    seed_all(1)
     np.random.randn()  # numpy caches a second gaussian: saved too
     state = rsh.get_random_state()
     expected = draw() + (np.random.randn(), )
@@ -68,16 +73,12 @@ def test_state_round_trip():
 
 def test_restores_on_resume_at_epoch_start():
     hook, runner = RandomStateHook(), make_runner()
-    torch.manual_seed(0)
-    np.random.seed(0)
-    random.seed(0)
+    seed_all(0)
     checkpoint = saved_checkpoint(hook, runner)
     assert len(checkpoint['random_states']) == 1
     expected = draw()
 
-    torch.manual_seed(0)  # what the runner's re-seeding does
-    np.random.seed(0)
-    random.seed(0)
+    seed_all(0)  # what the runner's re-seeding does
     hook.after_load_checkpoint(runner, checkpoint)
     draw()  # e.g. building and loading draw numbers before training
     hook.before_train_epoch(runner)
@@ -97,9 +98,7 @@ def test_load_from_without_resume_restores_nothing():
     hook.before_train_epoch(runner)
     assert not same_draws(draw(), saved)
     # and not later either
-    torch.manual_seed(0)
-    np.random.seed(0)
-    random.seed(0)
+    seed_all(0)
     hook.before_train_epoch(make_runner())
     assert not same_draws(draw(), saved)
     runner.logger.warning.assert_not_called()
@@ -199,14 +198,10 @@ def test_multi_process_gathers_per_rank(monkeypatch):
     """Under DDP every rank's states go into the checkpoint; each rank
     restores its own."""
     world = 2
-    torch.manual_seed(10)
-    np.random.seed(10)
-    random.seed(10)
+    seed_all(10)
     rank0 = rsh.get_random_state()
     rank0_draw = draw()
-    torch.manual_seed(11)
-    np.random.seed(11)
-    random.seed(11)
+    seed_all(11)
     rank1 = rsh.get_random_state()
     rank1_draw = draw()
 
@@ -318,24 +313,18 @@ def test_installed_iter_based_loop_resumes_exactly(restore):
     the 4 skipped batches, drawing numbers): iterations 5-6 after a resume
     from iteration 4 are those of an uninterrupted run, through the loop's
     ``dataloader_iterator``, the one loop attribute the hook relies on."""
-    torch.manual_seed(0)
-    np.random.seed(0)
-    random.seed(0)
+    seed_all(0)
     full = LoopRunner(RandomStateHook())
     full.train(max_iters=6)
 
-    torch.manual_seed(0)
-    np.random.seed(0)
-    random.seed(0)
+    seed_all(0)
     part = LoopRunner(RandomStateHook())
     part.train(max_iters=4)
     checkpoint = saved_checkpoint(part.hooks[0], part)
     for it in (1, 2, 3, 4):
         assert same_batches(part.trained[it], full.trained[it]), it
 
-    torch.manual_seed(0)  # the resumed runner re-seeds
-    np.random.seed(0)
-    random.seed(0)
+    seed_all(0)  # the resumed runner re-seeds
     hook = RandomStateHook(restore=restore)
     resumed = LoopRunner(hook)
     hook.after_load_checkpoint(resumed, checkpoint)
