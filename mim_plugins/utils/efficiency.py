@@ -8,6 +8,7 @@ are measured as they train).
 """
 import contextlib
 import copy
+import json
 import math
 import os.path as osp
 import statistics
@@ -593,25 +594,277 @@ def accumulating(optim_wrapper, counts: int):
             w._max_counts = max_counts
 
 
-def memory_timeline(step: Callable[[], None],
-                    model: torch.nn.Module,
-                    optim_wrapper,
-                    steps: int = 1) -> List[int]:
-    """Live bytes after every operator of ``steps`` consecutive steps.
+# Fused scaled-dot-product-attention kernels as the dispatcher runs them:
+# the CPU flash kernel and CUDA's flash, memory-efficient and cuDNN kernels.
+# Each backward is the same name + '_backward'.
+SDPA_KERNELS = frozenset({
+    '_scaled_dot_product_flash_attention_for_cpu',
+    '_scaled_dot_product_flash_attention',
+    '_scaled_dot_product_efficient_attention',
+    '_scaled_dot_product_cudnn_attention',
+    '_scaled_dot_product_fused_attention_overrideable',
+})
+
+
+def attention_op(func, args: tuple, out=None) -> Optional[tuple]:
+    """Classify one dispatched operator as attention.
+
+    The one function that relies on private ATen operator names, argument
+    and output orders (checked with torch 2.14.1): a fused kernel takes
+    ``(query, key, ...)`` with (batch, heads, tokens, channels) tensors and
+    returns ``(output, logsumexp, ...)``; its backward takes
+    ``(grad_out, query, key, ...)``.
+
+    Args:
+        func: The ATen operator.
+        args (tuple): Its arguments.
+        out: Its output (for the forward's logsumexp).
+
+    Returns:
+        tuple | None: ``(kind, elements, kernel_bytes)`` where ``kind`` is
+        ``'sdpa'`` (a fused kernel's forward), ``'sdpa_backward'`` or
+        ``'eager'`` (a softmax over a >= 4-D tensor: attention computed by
+        the module's own code), ``elements`` is batch x heads x queries x
+        keys and ``kernel_bytes`` what the fused forward keeps for backward
+        besides its output (the logsumexp); None for any other operator.
+    """
+    packet = getattr(func, 'overloadpacket', None)
+    name = getattr(packet, '__name__', '')
+    kernel_bytes = 0
+    if name in SDPA_KERNELS:
+        kind, query, key = 'sdpa', args[0], args[1]
+        if isinstance(out, (tuple, list)) and len(out) > 1 and \
+                isinstance(out[1], torch.Tensor):
+            kernel_bytes = out[1].numel() * out[1].element_size()
+    elif name.endswith('_backward') and name[:-len('_backward')] in \
+            SDPA_KERNELS:
+        kind, query, key = 'sdpa_backward', args[1], args[2]
+    elif name == '_softmax' and args[0].dim() >= 4:
+        return 'eager', args[0].numel(), 0
+    else:
+        return None
+    return kind, query.numel() // query.shape[-1] * key.shape[-2], \
+        kernel_bytes
+
+
+class StepTrace(LiveTensorMemory):
+    """:class:`LiveTensorMemory` that also notes, by operator index, where
+    attention runs (:func:`attention_op`) and where optimizers step.
+
+    Attributes:
+        attention (list): ``(index, kind, elements, kernel_bytes)`` per
+            attention op (:func:`attention_op`).
+        optimizer_steps (list): ``[first, end, foreach_bytes]`` per
+            optimizer step: the operators ``first <= i < end`` run inside it;
+            ``foreach_bytes`` from :func:`cuda_foreach_temporary_bytes`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention: List[tuple] = []
+        self.optimizer_steps: List[list] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        op = attention_op(func, args, out)
+        if op is not None:
+            self.attention.append((len(self.timeline) - 1, *op))
+        return out
+
+    @contextlib.contextmanager
+    def noting_steps(self, optim_wrapper):
+        """Note the operator range of every optimizer step inside."""
+        handles = []
+
+        def pre_hook(optimizer, args, kwargs):
+            self.optimizer_steps.append([
+                len(self.timeline),
+                len(self.timeline),
+                cuda_foreach_temporary_bytes(optimizer)
+            ])
+
+        def post_hook(optimizer, args, kwargs):
+            self.optimizer_steps[-1][1] = len(self.timeline)
+
+        for wrapper in leaf_optim_wrappers(optim_wrapper):
+            handles.append(
+                wrapper.optimizer.register_step_pre_hook(pre_hook))
+            handles.append(
+                wrapper.optimizer.register_step_post_hook(post_hook))
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def memory_trace(step: Callable[[], None],
+                 model: torch.nn.Module,
+                 optim_wrapper,
+                 steps: int = 1) -> StepTrace:
+    """Live bytes after every operator of ``steps`` consecutive steps, with
+    the attention operators and optimizer steps among them.
 
     Parameters, buffers, gradients and optimizer state that exist before the
     first step are counted from the start.
     """
-    tracker = LiveTensorMemory()
+    tracker = StepTrace()
     tracker.track(model.parameters())
     tracker.track(model.buffers())
     tracker.track(p.grad for p in model.parameters())
     tracker.track(optimizer_tensors(optim_wrapper))
     tracker.timeline.append(tracker.current)
-    with tracker:
+    with tracker.noting_steps(optim_wrapper), tracker:
         for _ in range(steps):
             step()
-    return tracker.timeline
+    return tracker
+
+
+def memory_timeline(step: Callable[[], None],
+                    model: torch.nn.Module,
+                    optim_wrapper,
+                    steps: int = 1) -> List[int]:
+    """Live bytes after every operator of ``steps`` consecutive steps (the
+    timeline of :func:`memory_trace`)."""
+    return memory_trace(step, model, optim_wrapper, steps).timeline
+
+
+def cuda_foreach_temporary_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Parameter-sized temporaries of one multi-tensor Adam/AdamW step on
+    CUDA.
+
+    On CUDA, torch's Adam and AdamW default to the multi-tensor (``foreach``)
+    step unless the optimizer sets ``foreach=False`` or ``fused=True``. Per
+    parameter group it allocates ``sqrt(exp_avg_sq)`` of all the group's
+    parameters at once, one more copy of the gradients with ``maximize``
+    and one with Adam's (not AdamW's) weight decay (torch 2.14.1,
+    ``torch/optim/adam.py``, ``_multi_tensor_adam``). On CPU the default is
+    the single-tensor step, whose temporaries (one parameter at a time) the
+    CPU measurement sees. Groups step one after another, so the largest
+    group counts. Other optimizers: 0.
+
+    Returns:
+        int: Bytes, for the parameters that have a gradient now.
+    """
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return 0
+    decoupled = isinstance(optimizer, torch.optim.AdamW)
+    peak = 0
+    for group in optimizer.param_groups:
+        if group.get('fused') or group.get('foreach') is False or \
+                group.get('differentiable'):
+            continue
+        nbytes = sum(p.numel() * p.element_size() for p in group['params']
+                     if p.grad is not None)
+        l2_decay = group.get('weight_decay', 0) and not group.get(
+            'decoupled_weight_decay', decoupled)
+        copies = 1 + bool(group.get('maximize')) + bool(l2_decay)
+        peak = max(peak, copies * nbytes)
+    return peak
+
+
+def eager_attention_bytes(elements: int, precision: str) -> tuple:
+    """Bytes of eager attention over ``elements`` scores (batch x heads x
+    queries x keys), per element size, as timm's and mmpretrain's unfused
+    attention compute it: ``softmax(q @ k^T * scale) @ v``.
+
+    ``fp32``: the scores and the probabilities exist together in the
+    forward (8 bytes per score); the probabilities stay for backward, saved
+    by the softmax and the matmul with ``v`` (4). Under CUDA AMP the scores
+    are fp16, the softmax runs in float32 (CUDA autocast's policy) and the
+    matmul with ``v`` keeps an fp16 copy: forward 2 + 4 + 4 = 10 (fp16
+    scores, their float32 cast, float32 probabilities), kept 4 + 2 = 6. In
+    backward the softmax's backward holds the float32 probabilities, the
+    gradient of the probabilities and the gradient of the scores (4 + 4 + 4
+    = 12; under AMP the fp16 copy is already freed by the matmul's
+    backward).
+
+    Args:
+        elements (int): batch x heads x queries x keys.
+        precision (str): ``'fp32'`` or ``'amp'``.
+
+    Returns:
+        tuple: ``(forward, kept, backward)`` bytes: at the attention's
+        forward, between its forward and backward, at its backward.
+    """
+    if precision == 'amp':
+        return 10 * elements, 6 * elements, 12 * elements
+    return 8 * elements, 4 * elements, 12 * elements
+
+
+def eager_attention_extra(n_ops: int, attention: Sequence[tuple],
+                          precision: str) -> List[int]:
+    """Bytes eager attention adds after each operator of a trace whose
+    attention ran in a fused kernel.
+
+    Every fused forward (``attention`` events of :class:`StepTrace`) is
+    paired with its backward: autograd runs the backward of the latest
+    unpaired forward of the same shape first. From the forward to the
+    backward the probabilities are kept (:func:`eager_attention_bytes`) in
+    place of the fused kernel's logsumexp; the output, kept by both, stays.
+    A forward without backward (no gradient) adds its forward bytes only.
+
+    Returns:
+        list: Bytes to add, one per operator.
+    """
+    diff = [0] * (n_ops + 1)  # difference array of the kept bytes
+    point = [0] * n_ops  # bytes at the forward and backward operators
+    open_calls = []
+    for index, kind, elements, kernel_bytes in attention:
+        if kind == 'sdpa':
+            open_calls.append((index, elements, kernel_bytes))
+        elif kind == 'sdpa_backward':
+            match = [i for i, c in enumerate(open_calls) if c[1] == elements]
+            if not match:
+                continue
+            start, _, kernel_bytes = open_calls.pop(match[-1])
+            forward, kept, backward = eager_attention_bytes(
+                elements, precision)
+            point[start] += forward - kept
+            point[index] += backward - kept
+            diff[start] += kept - kernel_bytes
+            diff[index + 1] -= kept - kernel_bytes
+    for start, elements, _ in open_calls:
+        point[start] += eager_attention_bytes(elements, precision)[0]
+    extra, kept = [], 0
+    for i in range(n_ops):
+        kept += diff[i]
+        extra.append(kept + point[i])
+    return extra
+
+
+def planned_timeline(trace: StepTrace, attention: str,
+                     precision: str) -> List[int]:
+    """A measured CPU trace as the planner predicts it on CUDA.
+
+    Adds the multi-tensor optimizer temporaries inside every optimizer step
+    and, for ``attention='eager'``, the eager attention of every fused call
+    (:func:`eager_attention_extra`); ``'sdpa'`` keeps the fused kernels as
+    measured.
+    """
+    if attention not in ('sdpa', 'eager'):
+        raise ValueError(f"attention must be 'sdpa' or 'eager', got "
+                         f'{attention!r}')
+    timeline = list(trace.timeline)
+    for first, end, nbytes in trace.optimizer_steps:
+        for i in range(first, end):
+            timeline[i] += nbytes
+    if attention == 'eager':
+        extra = eager_attention_extra(
+            len(timeline), trace.attention, precision)
+        timeline = [t + e for t, e in zip(timeline, extra)]
+    return timeline
+
+
+def attention_summary(trace: StepTrace) -> Dict:
+    """What attention a traced step ran: ``detected`` is ``'sdpa'`` if it
+    called a fused kernel, else ``'eager'`` if its modules compute
+    attention themselves, else ``'none'``; with the number of calls."""
+    kinds = [event[1] for event in trace.attention]
+    calls = dict(sdpa=kinds.count('sdpa'), eager=kinds.count('eager'))
+    detected = 'sdpa' if calls['sdpa'] else (
+        'eager' if calls['eager'] else 'none')
+    return dict(detected=detected, calls=calls)
 
 
 class MemoryLines:
@@ -671,6 +924,11 @@ class MemoryBudgetError(ValueError):
     """A memory budget too small for one image per step."""
 
 
+# The attention paths the planner predicts: fused scaled-dot-product
+# attention as measured, and eager attention modelled on top of it.
+ATTENTION_PATHS = ('sdpa', 'eager')
+
+
 def measure_timelines(cfg: Config,
                       batch: int,
                       precision: str = 'fp32',
@@ -699,7 +957,10 @@ def measure_timelines(cfg: Config,
         seed (int): Seed of the weights and the random images.
 
     Returns:
-        dict: ``step`` and ``accumulate`` (the two timelines),
+        dict: ``step`` and ``accumulate`` (the two measured timelines),
+        ``planned`` (per attention path, ``'sdpa'`` and ``'eager'``, the two
+        timelines as predicted on CUDA, see :func:`planned_timeline`),
+        ``attention`` (:func:`attention_summary` of the step),
         ``resident_bytes`` (parameters, buffers and optimizer state between
         steps) and ``grad_bytes`` (gradients of the trainable parameters).
     """
@@ -720,14 +981,30 @@ def measure_timelines(cfg: Config,
     resident = resident_bytes(model, optim_wrapper)
     grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters()
                      if p.requires_grad)
-    one_step = memory_timeline(step, model, optim_wrapper)
+    one_step = memory_trace(step, model, optim_wrapper)
     with accumulating(optim_wrapper, accumulation_steps):
-        cycle = memory_timeline(step, model, optim_wrapper, accumulation_steps)
+        cycle = memory_trace(step, model, optim_wrapper, accumulation_steps)
     return dict(
-        step=one_step,
-        accumulate=cycle,
+        step=one_step.timeline,
+        accumulate=cycle.timeline,
+        planned={
+            attention: dict(
+                step=planned_timeline(one_step, attention, precision),
+                accumulate=planned_timeline(cycle, attention, precision))
+            for attention in ATTENTION_PATHS
+        },
+        attention=attention_summary(one_step),
         resident_bytes=float(resident),
         grad_bytes=float(grad_bytes))
+
+
+def ddp_bucket_bytes(cfg: Config, grad_bytes: float) -> float:
+    """Bytes of ``DistributedDataParallel``'s gradient buckets: one more copy
+    of the gradients, held for the whole run, unless the config's
+    ``model_wrapper_cfg`` sets ``gradient_as_bucket_view=True`` (gradients
+    are then views into the buckets)."""
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    return 0.0 if wrapper.get('gradient_as_bucket_view') else grad_bytes
 
 
 def measure_memory_lines(path: str,
@@ -739,7 +1016,9 @@ def measure_memory_lines(path: str,
     """What the memory planner needs for one config, measured on CPU.
 
     :func:`measure_timelines` at two batches, turned into
-    :class:`MemoryLines` for a plain step and for an accumulation cycle.
+    :class:`MemoryLines` for a plain step and for an accumulation cycle, per
+    attention path (:data:`ATTENTION_PATHS`), with CUDA's multi-tensor
+    optimizer temporaries added (see :func:`planned_timeline`).
 
     Args:
         path (str): Config path.
@@ -751,10 +1030,14 @@ def measure_memory_lines(path: str,
         seed (int): Seed of the weights and the random images.
 
     Returns:
-        dict: ``step`` and ``accumulate`` (:class:`MemoryLines`),
-        ``resident_bytes``, ``grad_bytes``, ``config_batch`` (the config's
-        per-device batch), ``accumulative_counts`` (the config's) and
-        ``peak_bytes_measured`` (per measured batch).
+        dict: ``paths`` (per attention path, ``step`` and ``accumulate``
+        :class:`MemoryLines`), ``attention`` (the path the config's modules
+        run on this torch: ``'sdpa'``, ``'eager'`` or ``'none'``),
+        ``attention_calls``, ``step`` and ``accumulate`` (the lines of that
+        path; ``'sdpa'`` if none), ``resident_bytes``, ``grad_bytes``,
+        ``ddp_bucket_bytes`` (:func:`ddp_bucket_bytes`), ``config_batch``
+        (the config's per-device batch), ``accumulative_counts`` (the
+        config's) and ``peak_bytes_measured`` (per measured batch, on CPU).
     """
     small, large = batches
     cfg = load_config(path, 'cpu')
@@ -763,6 +1046,18 @@ def measure_memory_lines(path: str,
                              seed)
         for b in (small, large)
     }
+    paths = {
+        attention: {
+            kind: MemoryLines(runs[small]['planned'][attention][kind],
+                              runs[large]['planned'][attention][kind], small,
+                              large)
+            for kind in ('step', 'accumulate')
+        }
+        for attention in ATTENTION_PATHS
+    }
+    detected = runs[small]['attention']['detected']
+    default = paths.get(detected, paths['sdpa'])
+    grad_bytes = runs[small]['grad_bytes']
     return dict(
         config=path,
         name=osp.splitext(osp.basename(path))[0],
@@ -773,30 +1068,56 @@ def measure_memory_lines(path: str,
         accumulative_counts=int(
             cfg.optim_wrapper.get('accumulative_counts', 1)),
         resident_bytes=runs[small]['resident_bytes'],
-        grad_bytes=runs[small]['grad_bytes'],
+        grad_bytes=grad_bytes,
+        ddp_bucket_bytes=ddp_bucket_bytes(cfg, grad_bytes),
         peak_bytes_measured={
             str(b): float(max(runs[b]['step']))
             for b in (small, large)
         },
-        step=MemoryLines(runs[small]['step'], runs[large]['step'], small,
-                         large),
-        accumulate=MemoryLines(runs[small]['accumulate'],
-                               runs[large]['accumulate'], small, large))
+        attention=detected,
+        attention_calls=runs[small]['attention']['calls'],
+        paths=paths,
+        step=default['step'],
+        accumulate=default['accumulate'])
 
 
-def usable_bytes(budget_gib: float, margin_gib: float,
-                 margin_frac: float) -> float:
+def usable_bytes(budget_gib: float,
+                 margin_gib: float,
+                 margin_frac: float,
+                 calibration: Optional[Dict] = None) -> float:
     """Bytes the planner lets tensors use out of a ``budget_gib`` device:
-    ``budget * (1 - margin_frac) - margin_gib``."""
+    ``budget * (1 - margin_frac) - margin_gib``; with a ``calibration``
+    (:func:`load_calibration`), ``(budget - context_gib) / ratio`` instead
+    (the measured ratio of ``max_memory_reserved`` to the predicted peak)."""
+    if calibration is not None:
+        return (budget_gib - calibration['context_gib']) / \
+            calibration['ratio'] * GIB
     return (budget_gib * (1 - margin_frac) - margin_gib) * GIB
 
 
-def min_budget_gib(peak_bytes: float, margin_gib: float,
-                   margin_frac: float) -> float:
+def min_budget_gib(peak_bytes: float,
+                   margin_gib: float,
+                   margin_frac: float,
+                   calibration: Optional[Dict] = None) -> float:
     """The device memory (GiB, rounded up to 0.01) in which ``peak_bytes``
     fits with the margin (the inverse of :func:`usable_bytes`)."""
-    gib = (peak_bytes / GIB + margin_gib) / (1 - margin_frac)
+    if calibration is not None:
+        gib = peak_bytes / GIB * calibration['ratio'] + \
+            calibration['context_gib']
+    else:
+        gib = (peak_bytes / GIB + margin_gib) / (1 - margin_frac)
     return math.ceil(gib * 100 - 1e-9) / 100
+
+
+def margin_text(margin_gib: float,
+                margin_frac: float,
+                calibration: Optional[Dict] = None) -> str:
+    """The margin in words, for tables and messages."""
+    if calibration is not None:
+        return (f"measured on {calibration['device']}: x"
+                f"{calibration['ratio']:.3f} + "
+                f"{calibration['context_gib']:.2f} GiB CUDA context")
+    return f'{margin_gib:g} GiB + {margin_frac:.0%}'
 
 
 def accumulation_plan(target_batch: int, max_batch: int) -> tuple:
@@ -821,7 +1142,9 @@ def plan_memory(lines: Dict,
                 budget_gib: float,
                 margin_gib: float = 1.0,
                 margin_frac: float = 0.1,
-                ddp: bool = False) -> Dict:
+                ddp: bool = False,
+                attention: Optional[str] = None,
+                calibration: Optional[Dict] = None) -> Dict:
     """Plan one config (measured by :func:`measure_memory_lines`) for one
     device memory.
 
@@ -834,9 +1157,15 @@ def plan_memory(lines: Dict,
         margin_frac (float): Fraction of the device kept for the caching
             allocator's rounding and fragmentation. Defaults to 0.1.
         ddp (bool): Count the gradient buckets of
-            ``DistributedDataParallel`` (one more copy of the trainable
-            parameters' gradients, held for the whole run). Defaults to
-            False (one process, no DDP).
+            ``DistributedDataParallel`` (``lines['ddp_bucket_bytes']``: one
+            more copy of the trainable parameters' gradients, held for the
+            whole run). Defaults to False (one process, no DDP).
+        attention (str, optional): ``'sdpa'`` or ``'eager'``: plan that
+            path of ``lines['paths']``. Defaults to None (``lines['step']``
+            and ``lines['accumulate']``: the path the config runs).
+        calibration (dict, optional): A measured margin
+            (:func:`load_calibration`) replacing ``margin_gib`` and
+            ``margin_frac``. Defaults to None.
 
     Returns:
         dict: ``max_batch`` (largest batch of one plain step),
@@ -848,28 +1177,33 @@ def plan_memory(lines: Dict,
     Raises:
         MemoryBudgetError: If not even one image per step fits.
     """
-    usable = usable_bytes(budget_gib, margin_gib, margin_frac)
-    if ddp:
-        usable -= lines['grad_bytes']
+    step, accumulate = (lines['step'], lines['accumulate']) \
+        if attention is None else (lines['paths'][attention]['step'],
+                                   lines['paths'][attention]['accumulate'])
+    usable = usable_bytes(budget_gib, margin_gib, margin_frac, calibration)
+    buckets = lines.get('ddp_bucket_bytes', lines['grad_bytes']) * ddp
+    usable -= buckets
     target = lines['config_batch'] * lines['accumulative_counts']
-    max_batch = lines['step'].max_batch(usable)
+    max_batch = step.max_batch(usable)
     if max_batch >= target:
-        batch, counts, peak = target, 1, lines['step'].peak(target)
+        batch, counts, peak = target, 1, step.peak(target)
     else:
-        acc_batch = lines['accumulate'].max_batch(usable)
+        acc_batch = accumulate.max_batch(usable)
         if acc_batch < 1:
-            needed = lines['accumulate'].peak(1) + ddp * lines['grad_bytes']
+            needed = accumulate.peak(1) + buckets
             resident = lines['resident_bytes']
+            minimum = min_budget_gib(needed, margin_gib, margin_frac,
+                                     calibration)
             raise MemoryBudgetError(
                 f"{budget_gib:g} GiB is too small for {lines['name']} "
                 f"({lines['precision']}): parameters, buffers and optimizer "
                 f'state take {resident / GIB:.3g} GiB, one image per step '
                 f'with accumulated gradients peaks at {needed / GIB:.3g} '
-                f'GiB; with the margin ({margin_gib:g} GiB + '
-                f'{margin_frac:.0%}) it needs at least '
-                f'{min_budget_gib(needed, margin_gib, margin_frac):g} GiB.')
+                'GiB; with the margin '
+                f'({margin_text(margin_gib, margin_frac, calibration)}) it '
+                f'needs at least {minimum:g} GiB.')
         batch, counts = accumulation_plan(target, acc_batch)
-        peak = lines['accumulate'].peak(batch)
+        peak = accumulate.peak(batch)
     return dict(
         budget_gib=budget_gib,
         usable_gib=usable / GIB,
@@ -878,3 +1212,136 @@ def plan_memory(lines: Dict,
         accumulative_counts=counts,
         effective_batch=batch * counts,
         predicted_peak_gib=peak / GIB)
+
+
+# --------------------------------------------------------------------------
+# GPU calibration: what ``tools/analysis_tools/gpu_memory_check.py`` measures
+# on CUDA against the planner's prediction, and the margin the planner takes
+# from it.
+# --------------------------------------------------------------------------
+
+CALIBRATION_FORMAT = 'mim_plugins.gpu_memory_check/1'
+
+
+class CalibrationError(ValueError):
+    """A calibration file the planner cannot use."""
+
+
+def calibration_run(name: str, precision: str, attention: str, batch: int,
+                    predicted_bytes: float,
+                    max_allocated: Optional[float] = None,
+                    max_reserved: Optional[float] = None) -> Dict:
+    """One GPU run beside the planner's prediction.
+
+    Args:
+        name (str): Config name (file name without ``.py``).
+        precision (str): ``'fp32'`` or ``'amp'``.
+        attention (str): The attention path the run used.
+        batch (int): Per-device batch.
+        predicted_bytes (float): The planner's predicted peak (no margin).
+        max_allocated (float, optional): ``torch.cuda.max_memory_allocated``
+            of the run; None if it ran out of memory.
+        max_reserved (float, optional): ``torch.cuda.max_memory_reserved``.
+
+    Returns:
+        dict: The run, in GiB, with ``allocated_ratio`` and
+        ``reserved_ratio`` (measured / predicted) and ``oom``.
+    """
+    oom = max_allocated is None or max_reserved is None
+    run = dict(
+        name=name,
+        precision=precision,
+        attention=attention,
+        batch=int(batch),
+        predicted_peak_gib=predicted_bytes / GIB,
+        oom=oom)
+    if not oom:
+        run.update(
+            max_allocated_gib=max_allocated / GIB,
+            max_reserved_gib=max_reserved / GIB,
+            allocated_ratio=max_allocated / predicted_bytes,
+            reserved_ratio=max_reserved / predicted_bytes)
+    return run
+
+
+def load_calibration(paths: Union[str, Sequence[str]],
+                     wanted: Iterable[tuple]) -> Dict[tuple, Dict]:
+    """The measured margin for every ``(name, precision)`` in ``wanted``.
+
+    For each, the ratio is the largest ``reserved_ratio`` of its runs that
+    did not run out of memory, and ``context_gib`` the CUDA context measured
+    beside them (device memory in use that ``max_memory_reserved`` does not
+    count).
+
+    Args:
+        paths (str | Sequence[str]): JSON files of ``gpu_memory_check.py``.
+        wanted (Iterable[tuple]): ``(config name, precision)`` pairs.
+
+    Returns:
+        dict: ``{(name, precision): dict(ratio, context_gib, device)}``.
+
+    Raises:
+        CalibrationError: A file that is not JSON or not a report of
+            ``gpu_memory_check.py``, a run with a missing or non-positive
+            figure, or a wanted pair without a run.
+    """
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    runs = []
+    for path in paths:
+        hint = ('expected the JSON written by '
+                'tools/analysis_tools/gpu_memory_check.py')
+        try:
+            with open(path) as f:
+                report = json.load(f)
+        except (OSError, ValueError) as err:
+            raise CalibrationError(
+                f'--calibration {path}: cannot read it ({err}); {hint}.')
+        if not isinstance(report, dict) or \
+                report.get('format') != CALIBRATION_FORMAT:
+            found = report.get('format') if isinstance(report, dict) else \
+                type(report).__name__
+            raise CalibrationError(
+                f'--calibration {path}: format {found!r}, expected '
+                f'{CALIBRATION_FORMAT!r}; {hint}.')
+        for key in ('device', 'context_gib', 'runs'):
+            if key not in report:
+                raise CalibrationError(
+                    f'--calibration {path}: no {key!r}; {hint}.')
+        context = report['context_gib']
+        if not isinstance(context, (int, float)) or context < 0:
+            raise CalibrationError(
+                f'--calibration {path}: context_gib must be a number >= 0, '
+                f'got {context!r}.')
+        for i, run in enumerate(report['runs']):
+            keys = ('name', 'precision', 'batch', 'oom') + (
+                () if run.get('oom') else ('reserved_ratio', ))
+            missing = [k for k in keys if k not in run]
+            if missing:
+                raise CalibrationError(
+                    f'--calibration {path}: run {i} has no {missing}.')
+            ratio_ = run.get('reserved_ratio')
+            if not run['oom'] and not (isinstance(ratio_, (int, float))
+                                       and 0 < ratio_ < float('inf')):
+                raise CalibrationError(
+                    f'--calibration {path}: run {i} ({run["name"]}) has '
+                    f'reserved_ratio {ratio_!r}; it must be a positive '
+                    'number.')
+            runs.append((run, report['device'], context))
+    measured = sorted({(r['name'], r['precision'])
+                       for r, _, _ in runs if not r['oom']})
+    result = {}
+    for name, precision in wanted:
+        fits = [(r, dev, ctx) for r, dev, ctx in runs if not r['oom']
+                and (r['name'], r['precision']) == (name, precision)]
+        if not fits:
+            have = ', '.join(f'{n} ({p})' for n, p in measured) or 'none'
+            raise CalibrationError(
+                f'--calibration {", ".join(paths)}: no GPU run of {name} '
+                f'({precision}) that fitted; runs there: {have}. Run '
+                'tools/analysis_tools/gpu_memory_check.py on that config '
+                '(--amp for amp) or leave --calibration out.')
+        result[(name, precision)] = dict(
+            ratio=max(r['reserved_ratio'] for r, _, _ in fits),
+            context_gib=max(ctx for _, _, ctx in fits),
+            device=', '.join(sorted({dev for _, dev, _ in fits})))
+    return result

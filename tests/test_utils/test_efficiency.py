@@ -211,3 +211,148 @@ def test_accumulating_restores_the_wrapper():
         wrapper.update_params(model(x).sum())
         assert model.weight.grad is None
     assert wrapper._accumulative_counts == 1 and wrapper._inner_count == 0
+
+
+def test_cuda_foreach_temporaries_of_adam():
+    from mim_plugins.utils.efficiency import cuda_foreach_temporary_bytes
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 2))
+    big = (8 * 4 + 4) * 4  # first layer, fp32
+    small = (4 * 2 + 2) * 4
+    model(torch.ones(1, 8)).sum().backward()
+
+    def temporaries(optim_cls, groups=None, **kwargs):
+        groups = groups or [{'params': list(model.parameters())}]
+        return cuda_foreach_temporary_bytes(optim_cls(groups, **kwargs))
+
+    # AdamW: sqrt(exp_avg_sq) of every parameter of the group at once
+    assert temporaries(torch.optim.AdamW) == big + small
+    # one group at a time: the largest group counts
+    per_layer = [{'params': list(m.parameters())} for m in model]
+    assert temporaries(torch.optim.AdamW, per_layer) == big
+    # Adam's L2 weight decay adds a copy of the gradients, maximize another
+    assert temporaries(torch.optim.Adam, weight_decay=0.1) == 2 * (big + small)
+    assert temporaries(
+        torch.optim.AdamW, maximize=True) == 2 * (big + small)
+    # the single-tensor and fused steps, and other optimizers: none
+    assert temporaries(torch.optim.AdamW, foreach=False) == 0
+    assert temporaries(torch.optim.AdamW, fused=True) == 0
+    assert temporaries(torch.optim.SGD, lr=0.1) == 0
+    # parameters without a gradient are not stepped
+    model[1].weight.grad = model[1].bias.grad = None
+    assert temporaries(torch.optim.AdamW) == big
+
+
+def test_eager_attention_extra_by_hand():
+    from mim_plugins.utils.efficiency import (eager_attention_bytes,
+                                              eager_attention_extra)
+    assert eager_attention_bytes(10, 'fp32') == (80, 40, 120)
+    assert eager_attention_bytes(10, 'amp') == (100, 60, 120)
+    # layer a (100 scores, logsumexp 8 bytes) at op 1, layer b (30 scores,
+    # 4 bytes) at op 2; backward of b at op 5, of a at op 7; a call without
+    # gradient (10 scores) at op 8
+    events = [(1, 'sdpa', 100, 8), (2, 'sdpa', 30, 4),
+              (5, 'sdpa_backward', 30, 0), (7, 'sdpa_backward', 100, 0),
+              (8, 'sdpa', 10, 2)]
+    extra = eager_attention_extra(10, events, 'fp32')
+    a_kept, b_kept = 4 * 100 - 8, 4 * 30 - 4
+    assert extra == [
+        0,
+        8 * 100 - 8,  # scores and probabilities of a, no logsumexp
+        a_kept + 8 * 30 - 4,
+        a_kept + b_kept,
+        a_kept + b_kept,
+        a_kept + 12 * 30 - 4,  # softmax backward of b
+        a_kept,
+        12 * 100 - 8,
+        8 * 10,  # forward only: nothing kept
+        0
+    ]
+    # an unmatched backward is ignored
+    assert eager_attention_extra(3, [(1, 'sdpa_backward', 5, 0)],
+                                 'amp') == [0, 0, 0]
+
+
+def write_calibration(path, runs, context_gib=0.5, fmt=None):
+    import json
+
+    from mim_plugins.utils.efficiency import CALIBRATION_FORMAT
+    path.write_text(
+        json.dumps(
+            dict(
+                format=fmt or CALIBRATION_FORMAT,
+                device='GPU-X',
+                context_gib=context_gib,
+                runs=runs)))
+    return str(path)
+
+
+def test_calibration_replaces_the_margin(tmp_path):
+    from mim_plugins.utils.efficiency import (GIB, MemoryLines,
+                                              calibration_run,
+                                              load_calibration,
+                                              min_budget_gib, plan_memory,
+                                              usable_bytes)
+    # arithmetic of one run: measured / predicted
+    run = calibration_run('toy', 'amp', 'sdpa', 64, 2 * GIB, 2.2 * GIB,
+                          2.5 * GIB)
+    assert run['allocated_ratio'] == pytest.approx(1.1)
+    assert run['reserved_ratio'] == pytest.approx(1.25)
+    assert run['predicted_peak_gib'] == 2 and not run['oom']
+    oom = calibration_run('toy', 'amp', 'sdpa', 128, 4 * GIB)
+    assert oom['oom'] and 'reserved_ratio' not in oom
+    other = calibration_run('toy', 'amp', 'sdpa', 32, GIB, GIB, 1.2 * GIB)
+    path = write_calibration(tmp_path / 'cal.json', [run, oom, other])
+    cal = load_calibration(path, [('toy', 'amp')])[('toy', 'amp')]
+    # the largest ratio of the runs that fitted, and the CUDA context
+    assert cal == dict(ratio=pytest.approx(1.25), context_gib=0.5,
+                       device='GPU-X')
+    assert usable_bytes(10.5, 1.0, 0.1, cal) == 8 * GIB
+    assert usable_bytes(10.5, 1.0, 0.1) == (10.5 * 0.9 - 1) * GIB
+    assert min_budget_gib(8 * GIB, 1.0, 0.1, cal) == 10.5
+
+    mib = 1024**2
+    lines = dict(
+        name='toy',
+        precision='amp',
+        config_batch=4096,
+        accumulative_counts=1,
+        resident_bytes=100 * mib,
+        grad_bytes=50 * mib,
+        step=MemoryLines([101 * mib], [102 * mib], 1, 2),
+        accumulate=MemoryLines([151 * mib], [152 * mib], 1, 2))
+    # 1.5 GiB: (1.5 - 0.5) / 1.25 = 819.2 MiB usable, 719 images; the
+    # default margin leaves 1.5 * 0.9 - 1 = 0.35 GiB, 258 images
+    assert plan_memory(lines, 1.5, calibration=cal)['max_batch'] == 719
+    assert plan_memory(lines, 1.5)['max_batch'] == 258
+
+
+def test_calibration_file_is_validated(tmp_path):
+    from mim_plugins.utils.efficiency import (CalibrationError,
+                                              calibration_run,
+                                              load_calibration)
+    run = calibration_run('mae', 'fp32', 'sdpa', 8, 100.0, 110.0, 120.0)
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"format": ')
+    with pytest.raises(CalibrationError, match='bad.json: cannot read it'):
+        load_calibration(str(bad), [('mae', 'fp32')])
+    with pytest.raises(CalibrationError, match="format 'other'"):
+        load_calibration(
+            write_calibration(tmp_path / 'f.json', [run], fmt='other'),
+            [('mae', 'fp32')])
+    with pytest.raises(CalibrationError, match='context_gib must be'):
+        load_calibration(
+            write_calibration(tmp_path / 'c.json', [run], context_gib=-1),
+            [('mae', 'fp32')])
+    broken = dict(run, reserved_ratio=0)
+    with pytest.raises(CalibrationError, match='run 0 .* reserved_ratio 0'):
+        load_calibration(
+            write_calibration(tmp_path / 'r.json', [broken]),
+            [('mae', 'fp32')])
+    path = write_calibration(tmp_path / 'ok.json', [run])
+    # a config or precision the file has no run of: named, with the runs
+    with pytest.raises(CalibrationError) as err:
+        load_calibration(path, [('mae', 'fp32'), ('bim', 'fp32')])
+    assert 'no GPU run of bim (fp32)' in str(err.value)
+    assert 'runs there: mae (fp32)' in str(err.value)
+    with pytest.raises(CalibrationError, match=r'no GPU run of mae \(amp\)'):
+        load_calibration(path, [('mae', 'amp')])

@@ -32,19 +32,22 @@ import os
 import os.path as osp
 import platform
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 import mim_plugins  # noqa: F401
-from mim_plugins.utils.efficiency import (GIB, MemoryBudgetError,
+from mim_plugins.utils.efficiency import (GIB, CalibrationError,
+                                          MemoryBudgetError, load_calibration,
                                           measure_config, measure_memory_lines,
                                           min_budget_gib, plan_memory, ratio)
 
 
 def attention_backend(name: str):
-    """Context choosing the SDPA kernel of every attention layer."""
-    if name == 'default':
+    """Context running every attention layer's SDPA call with torch's
+    unfused math kernel (``'math'``); any other name leaves torch's choice
+    (fused kernels)."""
+    if name != 'math':
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
     return sdpa_kernel(SDPBackend.MATH)
@@ -78,11 +81,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--attention',
-        default='default',
-        choices=['default', 'math'],
-        help='`math` forces the unfused SDPA kernel, which keeps every '
-        'attention map for backward as the original MAE/timm attention '
-        'does; `default` lets torch pick (fused on CPU/GPU)')
+        nargs='+',
+        default=None,
+        choices=['sdpa', 'eager', 'math'],
+        help='attention path(s) to plan: `sdpa` (fused kernels, no '
+        'attention probabilities kept), `eager` (softmax(q k^T) v as the '
+        'original MAE/timm code and torch < 2 compute it: probabilities kept '
+        'per layer, modelled on the measured step), or both; default: what '
+        'each config\'s modules run on this torch (printed). `math` runs '
+        'torch\'s unfused SDPA kernel for the whole measurement, cost table '
+        'included')
     plan = parser.add_argument_group(
         'memory planner', 'the largest per-device batch that fits a device')
     plan.add_argument(
@@ -120,8 +128,16 @@ def parse_args() -> argparse.Namespace:
     plan.add_argument(
         '--ddp',
         action='store_true',
-        help='plan for DistributedDataParallel: its gradient buckets hold '
-        'one more copy of the gradients')
+        help='plan for multi-GPU DistributedDataParallel training: its '
+        'gradient buckets hold one more copy of the gradients (none when the '
+        'config sets model_wrapper_cfg.gradient_as_bucket_view=True)')
+    plan.add_argument(
+        '--calibration',
+        nargs='+',
+        metavar='FILE',
+        help='JSON of tools/analysis_tools/gpu_memory_check.py: its measured '
+        'ratio of max_memory_reserved to the prediction, and the CUDA '
+        'context, replace --margin-gib and --margin-frac')
     plan.add_argument(
         '--fit-only',
         action='store_true',
@@ -131,6 +147,12 @@ def parse_args() -> argparse.Namespace:
         parser.error('--fit-only needs --fit-memory')
     if not 0 <= args.margin_frac < 1 or args.margin_gib < 0:
         parser.error('--margin-frac must be in [0, 1) and --margin-gib >= 0')
+    if args.attention and 'math' in args.attention and \
+            len(args.attention) > 1:
+        parser.error('--attention math runs the math kernel; it cannot be '
+                     'combined with sdpa or eager')
+    if args.calibration and not args.fit_memory:
+        parser.error('--calibration needs --fit-memory')
     if args.fit_memory and min(args.fit_memory) <= 0:
         parser.error('--fit-memory sizes must be positive GiB')
     small, large = args.fit_batches
@@ -176,8 +198,49 @@ def to_markdown(records: List[Dict], meta: Dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plan_configs(paths: List[str], args: argparse.Namespace) -> Dict:
-    """Memory plan of every config, precision and device memory."""
+def attention_paths(requested) -> List:
+    """The attention paths to plan: those asked for, else None (the path
+    each config runs, as measured)."""
+    if not requested or requested == ['math']:
+        return [None]
+    return list(requested)
+
+
+def attention_note(lines: Dict, requested) -> str:
+    """One line saying what attention a config runs and what is planned."""
+    calls = lines['attention_calls']
+    note = (f"{lines['name']} ({lines['precision']}): runs "
+            f"{lines['attention']} attention on torch {torch.__version__} "
+            f"({calls['sdpa']} fused scaled_dot_product_attention and "
+            f"{calls['eager']} eager softmax calls per step)")
+    if requested == ['math']:
+        return note + '; torch\'s math kernel forced (--attention math)'
+    if requested and lines['attention'] != 'sdpa':
+        note += ('; no fused call to model as eager: sdpa and eager are '
+                 'the same')
+    paths = requested or [lines['attention']]
+    return note + '; planned: ' + ', '.join(paths)
+
+
+def load_calibrations(args: argparse.Namespace, paths: List[str]) -> Dict:
+    """The measured margins of ``--calibration`` for every config and
+    precision, or {} without it; exits with the reason if unusable."""
+    if not args.calibration:
+        return {}
+    wanted = [(osp.splitext(osp.basename(p))[0], precision)
+              for p in dict.fromkeys(paths) for precision in args.fit_precision]
+    try:
+        return load_calibration(args.calibration, wanted)
+    except CalibrationError as err:
+        raise SystemExit(f'error: {err}')
+
+
+def plan_configs(paths: List[str],
+                 args: argparse.Namespace,
+                 calibrations: Optional[Dict] = None) -> Dict:
+    """Memory plan of every config, precision, attention path and device
+    memory; ``calibrations`` from :func:`load_calibrations`."""
+    calibrations = calibrations or {}
     rows = []
     for path in dict.fromkeys(paths):  # the baseline may be listed twice
         for precision in args.fit_precision:
@@ -187,43 +250,60 @@ def plan_configs(paths: List[str], args: argparse.Namespace) -> Dict:
                 batches=args.fit_batches,
                 img_size=args.img_size,
                 seed=args.seed)
-            row = dict(
-                config=path,
-                name=lines['name'],
-                precision=precision,
-                config_batch=lines['config_batch'],
-                config_accumulative_counts=lines['accumulative_counts'],
-                resident_gib=lines['resident_bytes'] / GIB,
-                peak_gib_measured={
-                    b: v / GIB
-                    for b, v in lines['peak_bytes_measured'].items()
-                },
-                # predicted peak of one plain step at the config's batch
-                peak_gib_at_config_batch=lines['step'].peak(
-                    lines['config_batch']) / GIB,
-                grad_gib=lines['grad_bytes'] / GIB,
-                min_gib=min_budget_gib(
-                    lines['step'].peak(1) + args.ddp * lines['grad_bytes'],
-                    args.margin_gib, args.margin_frac),
-                plans=[])
-            for budget in args.fit_memory:
-                try:
-                    plan = plan_memory(lines, budget, args.margin_gib,
-                                       args.margin_frac, args.ddp)
-                    plan['cfg_options'] = (
-                        f"train_dataloader.batch_size={plan['batch']} "
-                        'optim_wrapper.accumulative_counts='
-                        f"{plan['accumulative_counts']}")
-                except MemoryBudgetError as err:
-                    print(f'WARNING: {err}', file=sys.stderr)
-                    plan = dict(budget_gib=budget, error=str(err))
-                row['plans'].append(plan)
-            rows.append(row)
+            print(attention_note(lines, args.attention), file=sys.stderr)
+            calibration = calibrations.get((lines['name'], precision))
+            buckets = lines['ddp_bucket_bytes'] * args.ddp
+            for attention in attention_paths(args.attention):
+                step = lines['step'] if attention is None else \
+                    lines['paths'][attention]['step']
+                label = attention or (
+                    'math' if args.attention == ['math'] else
+                    lines['attention'])
+                row = dict(
+                    config=path,
+                    name=lines['name'],
+                    precision=precision,
+                    attention=label,
+                    attention_run=lines['attention'],
+                    attention_calls=lines['attention_calls'],
+                    config_batch=lines['config_batch'],
+                    config_accumulative_counts=lines['accumulative_counts'],
+                    resident_gib=lines['resident_bytes'] / GIB,
+                    peak_gib_measured={
+                        b: v / GIB
+                        for b, v in lines['peak_bytes_measured'].items()
+                    },
+                    # predicted peak of one plain step at the config's batch
+                    peak_gib_at_config_batch=step.peak(lines['config_batch'])
+                    / GIB,
+                    grad_gib=lines['grad_bytes'] / GIB,
+                    ddp_bucket_gib=buckets / GIB,
+                    calibration=calibration,
+                    min_gib=min_budget_gib(
+                        step.peak(1) + buckets, args.margin_gib,
+                        args.margin_frac, calibration),
+                    plans=[])
+                for budget in args.fit_memory:
+                    try:
+                        plan = plan_memory(lines, budget, args.margin_gib,
+                                           args.margin_frac, args.ddp,
+                                           attention, calibration)
+                        plan['cfg_options'] = (
+                            f"train_dataloader.batch_size={plan['batch']} "
+                            'optim_wrapper.accumulative_counts='
+                            f"{plan['accumulative_counts']}")
+                    except MemoryBudgetError as err:
+                        print(f'WARNING: {err}', file=sys.stderr)
+                        plan = dict(budget_gib=budget, error=str(err))
+                    row['plans'].append(plan)
+                rows.append(row)
     return dict(
         budgets_gib=list(args.fit_memory),
         margin_gib=args.margin_gib,
         margin_frac=args.margin_frac,
+        calibration=args.calibration,
         ddp=args.ddp,
+        attention=args.attention,
         batches=list(args.fit_batches),
         rows=rows)
 
@@ -240,6 +320,16 @@ def plan_cell(plan: Dict) -> str:
 
 def plan_markdown(plan: Dict, meta: Dict) -> str:
     budgets = plan['budgets_gib']
+    if plan['calibration']:
+        margin = ('the margin measured on a GPU (--calibration '
+                  f"{' '.join(plan['calibration'])}: "
+                  '`max_memory_reserved` / predicted peak, and the CUDA '
+                  'context)')
+    else:
+        margin = (f"margin {plan['margin_gib']:g} GiB + "
+                  f"{plan['margin_frac']:.0%} of the device")
+    attention = ('the attention each config runs on this torch'
+                 if not plan['attention'] else ', '.join(plan['attention']))
     lines = [
         f"Memory plan (measured on CPU, torch {meta['torch']}): the "
         'largest per-device batch whose predicted peak training memory '
@@ -247,21 +337,24 @@ def plan_markdown(plan: Dict, meta: Dict) -> str:
         '`train_dataloader.batch_size` x `optim_wrapper.accumulative_counts`'
         ' reaching it. Peak memory measured per operator at batches '
         f"{plan['batches'][0]} and {plan['batches'][1]} and extrapolated; "
-        f"margin {plan['margin_gib']:g} GiB + {plan['margin_frac']:.0%} of "
-        'the device' + ('; DDP gradient buckets counted.'
-                        if plan['ddp'] else '; one process (no DDP).'),
+        f'attention: {attention} (sdpa: fused kernels; eager: attention '
+        'probabilities kept per layer); CUDA multi-tensor AdamW '
+        f'temporaries counted; {margin}' +
+        ('; multi-GPU: DDP gradient buckets counted.'
+         if plan['ddp'] else '; one process (no DDP).'),
         '',
-        '| config | precision | batch | min GiB | ' +
+        '| config | precision | attention | batch | min GiB | ' +
         ' | '.join(f'{b:g} GiB' for b in budgets) + ' |',
-        '| --- | --- | --- | --- | ' + ' | '.join('---'
-                                                  for _ in budgets) + ' |',
+        '| --- | --- | --- | --- | --- | ' +
+        ' | '.join('---' for _ in budgets) + ' |',
     ]
     for row in plan['rows']:
         cells = [plan_cell(p) for p in row['plans']]
         batch = str(row['config_batch'])
         if row['config_accumulative_counts'] > 1:
             batch += f" x {row['config_accumulative_counts']}"
-        lines.append(f"| {row['name']} | {row['precision']} | {batch} | "
+        lines.append(f"| {row['name']} | {row['precision']} | "
+                     f"{row['attention']} | {batch} | "
                      f"{row['min_gib']:.1f} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -309,12 +402,15 @@ def main() -> None:
         iters=args.iters,
         seed=args.seed)
     configs = [args.baseline] + list(args.configs)
+    # a bad calibration file fails before anything is measured
+    calibrations = load_calibrations(args, configs)
     records, plan = [], None
-    with attention_backend(args.attention):
+    kernel = 'math' if args.attention == ['math'] else 'default'
+    with attention_backend(kernel):
         if not args.fit_only:
             records = [measure_config(c, **kwargs) for c in configs]
         if args.fit_memory:
-            plan = plan_configs(configs, args)
+            plan = plan_configs(configs, args, calibrations)
     meta = dict(
         device=args.device,
         machine=platform.processor() or platform.machine(),
@@ -323,7 +419,7 @@ def main() -> None:
         batch_size=args.batch_size,
         img_size=args.img_size,
         baseline=args.baseline,
-        attention=args.attention,
+        attention=kernel,
         device_name=torch.cuda.get_device_name()
         if args.device == 'cuda' else platform.platform())
     report, table = dict(meta=meta), ''
