@@ -183,6 +183,20 @@ def test_iter_based_restores_after_skip(skip):
     assert not same_draws(next(loop.dataloader_iterator), expected)
 
 
+def test_loop_without_data_iterator_warns():
+    """A loop without ``dataloader_iterator`` gets the states at once, with
+    a warning that the resume may not be exact."""
+    seed_all(3)
+    state = rsh.get_random_state()
+    expected = draw()
+    loop = SimpleNamespace()
+    with pytest.warns(UserWarning, match='dataloader_iterator'):
+        undo = rsh.restore_at_next_fetch(loop, state)
+    assert same_draws(draw(), expected)
+    undo()
+    assert not hasattr(loop, 'dataloader_iterator')
+
+
 def test_world_size_mismatch_restores_nothing(monkeypatch):
     hook, runner = RandomStateHook(), make_runner()
     checkpoint = saved_checkpoint(hook, runner)
