@@ -9,6 +9,7 @@ import fractions
 import functools
 import http.server
 import importlib.util
+import os
 import os.path as osp
 import pickle
 import shutil
@@ -22,6 +23,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner
+from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import MODELS
 
@@ -119,12 +121,15 @@ def pretrain_ckpt(fmnist_root, tmp_path_factory) -> str:
 
 @pytest.fixture()
 def load_calls(monkeypatch) -> list:
-    """Records ``(path, weights_only)`` of every ``torch.load`` call."""
+    """Records ``(path, weights_only)`` of every ``torch.load`` call: True
+    if the call asks for it or torch's ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` is
+    set (it overrides the argument)."""
     calls = []
     original = torch.load
 
     def spy(f, *args, **kwargs):
-        calls.append((str(f), kwargs.get('weights_only')))
+        forced = os.environ.get('TORCH_FORCE_WEIGHTS_ONLY_LOAD') == '1'
+        calls.append((str(f), forced or kwargs.get('weights_only') is True))
         return original(f, *args, **kwargs)
 
     monkeypatch.setattr(torch, 'load', spy)
@@ -330,13 +335,13 @@ def test_model_zoo_names_load_weights_only(prefix, http_dir, tmp_path,
     zoo = {'ok': f'{url}/ok.pth', 'evil': f'{url}/evil.pth'}
     for getter in ('get_torchvision_models', 'get_external_models',
                    'get_mmcls_models'):
-        monkeypatch.setattr(safe, getter, lambda: zoo)
+        monkeypatch.setattr(mmengine_checkpoint, getter, lambda: zoo)
     ckpt = _load_checkpoint(f'{prefix}://ok', map_location='cpu')
     # mmcls:// checkpoints keep the backbone only, without its prefix.
     state = ckpt['state_dict'] if prefix == 'mmcls' else ckpt
     key = 'w' if prefix == 'mmcls' else 'backbone.w'
     assert list(state) == [key] and torch.equal(state[key], torch.ones(2))
-    with pytest.raises(safe.UnsafeCheckpointError, match=f'{url}/evil.pth'):
+    with pytest.raises(safe.UnsafeCheckpointError, match=f'{prefix}://evil'):
         _load_checkpoint(f'{prefix}://evil', map_location='cpu')
     assert not marker.exists()
 
@@ -379,3 +384,52 @@ def test_published_real_checkpoint_loads_weights_only(pretrain_ckpt, tmp_path):
     assert all(
         torch.equal(published['state_dict'][k], v)
         for k, v in expected.items())
+
+
+def test_allowlist_is_data_only():
+    import argparse
+    import builtins
+    import subprocess
+
+    import numpy as np
+    entries = [e[0] if isinstance(e, tuple) else e for e in safe.SAFE_GLOBALS]
+    functions = [e for e in entries if not isinstance(e, type)]
+    # numpy's array and scalar builders, the getattr limited to statistics
+    assert sorted(f.__name__ for f in functions) == [
+        '_history_buffer_getattr', '_reconstruct', '_reconstruct', 'scalar',
+        'scalar'
+    ]
+    data_types = (HistoryBuffer, argparse.Namespace, np.ndarray, bytes)
+    for cls in (e for e in entries if isinstance(e, type)):
+        assert cls in data_types or issubclass(cls, np.dtype), cls
+    allowed = {
+        e[0] if isinstance(e, tuple) else e
+        for e in torch.serialization.get_safe_globals()
+    }
+    for dangerous in (builtins.getattr, builtins.eval, builtins.exec,
+                      os.system, functools.partial, subprocess.Popen):
+        assert dangerous not in allowed
+
+
+def test_loading_forces_weights_only_and_restores_environment(
+        pretrain_ckpt, tmp_path, monkeypatch):
+    # The common workaround for mmengine 0.10 on torch >= 2.6; it must not
+    # reopen full unpickling, nor clash with the plugin's switch.
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    monkeypatch.delenv('TORCH_FORCE_WEIGHTS_ONLY_LOAD', raising=False)
+    marker = tmp_path / 'executed'
+    evil = str(tmp_path / 'evil.pth')
+    torch.save(dict(meta=_Evil(str(marker))), evil)
+    with pytest.raises(safe.UnsafeCheckpointError, match=evil):
+        _load_checkpoint(evil)
+    assert not marker.exists()
+    assert _load_checkpoint(pretrain_ckpt)['meta']['epoch'] == 1
+    assert os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] == '1'
+    assert 'TORCH_FORCE_WEIGHTS_ONLY_LOAD' not in os.environ
+
+
+def test_missing_file_and_unknown_name_are_not_corrupt(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        _load_checkpoint(str(tmp_path / 'missing.pth'))
+    with pytest.raises(KeyError, match='no_such_model'):
+        _load_checkpoint('torchvision://no_such_model')
