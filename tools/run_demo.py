@@ -36,7 +36,7 @@ import os.path as osp
 import sys
 import time
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -204,7 +204,27 @@ def save_pictures(model: torch.nn.Module, cfg: Config, method: str,
         'pre-training')
 
 
-def table(rows: List[Dict], budget: float) -> str:
+def demo_baselines(args: argparse.Namespace) -> Dict:
+    """Raw pixels and LocalMIM's HOG target, scored on the demo's
+    evaluation images with the same kNN and probe."""
+    from mim_plugins.evaluation import build_feature_eval_loaders
+    from mim_plugins.evaluation.baselines import score_baselines
+    from mim_plugins.evaluation.budget import console_level
+    cfg = load_config(find_config('mae', args.family), args)
+    localmim = load_config(find_config('localmim', args.family), args)
+    with console_level():
+        loaders = build_feature_eval_loaders(cfg, args.eval_train_samples,
+                                             args.eval_test_samples)
+        return score_baselines(
+            cfg,
+            loaders,
+            localmim,
+            knn_k=args.knn_k,
+            probe_epochs=args.probe_epochs)
+
+
+def table(rows: List[Dict], budget: float,
+          baselines: Optional[Dict] = None) -> str:
     gib = 1024**3
     head = ('| method | peak mem (GiB) @ batch | images/s | train GFLOPs '
             '/ image | images seen | kNN top-1 (floor) | probe top-1 '
@@ -222,6 +242,12 @@ def table(rows: List[Dict], budget: float) -> str:
             cells.append(f'{final[key]:.1f} ({init[key]:.1f})' if key in
                          final and key in init else '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
+    from mim_plugins.evaluation.baselines import BASELINES
+    for name, score in (baselines or {}).items():
+        lines.append(f'| {BASELINES[name]} ({score["dims"]} dims), no '
+                     'training | - | - | - | - | '
+                     f"{score['knn_top1']:.1f} | {score['linear_top1']:.1f} "
+                     '| - |')
     notes = []
     for row in rows:
         final, init = row['curve'][-1], row['curve'][0]
@@ -229,10 +255,17 @@ def table(rows: List[Dict], budget: float) -> str:
             name for key, name in MEASURES
             if key in final and key in init and final[key] > init[key]
         ]
+        beats = [
+            f"{BASELINES[name]} on {'/'.join(n for k, n in MEASURES[:2] if final[k] > score[k])}"  # noqa: E501
+            for name, score in (baselines or {}).items()
+            if any(final[k] > score[k] for k, _ in MEASURES[:2])
+        ]
         notes.append(f"- {NAMES[row['method']]}: " + (
             f"above its random-init floor on {', '.join(above)}."
             if above else 'NOT above its random-init floor on any measure '
-            f'after {budget:g} s of training.'))
+            f'after {budget:g} s of training.') +
+            ((' Above ' + '; '.join(beats) + '.' if beats else
+              ' Above no baseline without training.') if baselines else ''))
     return '\n'.join(lines + [''] + notes)
 
 
@@ -283,6 +316,7 @@ def main(argv=None) -> None:
             reconstruction_png=png)
         run['config'] = configs[method]
         rows.append(run)
+    baselines = demo_baselines(args)
     plot_curves(rows, osp.join(args.work_dir, 'accuracy_vs_time.png'))
     results = dict(
         budget_seconds=args.budget,
@@ -293,6 +327,7 @@ def main(argv=None) -> None:
         finetune_epochs=args.finetune_epochs,
         seed=args.seed,
         demo_seconds=time.time() - start,
+        baselines=baselines,
         runs=rows)
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(results, f, indent=1)
@@ -301,7 +336,7 @@ def main(argv=None) -> None:
           f'images, kNN bank / probe {args.eval_train_samples} images, '
           f'fine-tune {args.finetune_samples} labels; in brackets the same '
           'network at random initialisation.\n')
-    print(table(rows, args.budget))
+    print(table(rows, args.budget, baselines))
     print(f'\nPlots: {args.work_dir}/accuracy_vs_time.png, '
           f'{args.work_dir}/reconstruction_<method>.png; all figures: '
           f'{args.work_dir}/demo_results.json')

@@ -39,7 +39,8 @@ def test_runner_resumes_and_keeps_one_protocol(fmnist_root, tmp_path,
         tiny_args(fmnist_root, out) +
         ['--methods', 'mae', 'prmim', '--seeds', '0'])
     for name in ('runs/mae_seed0.json', 'runs/prmim_seed0.json',
-                 'costs/mae.json', 'costs/prmim.json', 'quality.json',
+                 'costs/mae.json', 'costs/prmim.json', 'baselines.json',
+                 'quality.json',
                  'quality.md', 'quality_flops.png', 'quality_time.png'):
         assert osp.isfile(osp.join(out, name)), name
     with open(osp.join(out, 'runs', 'prmim_seed0.json')) as f:
@@ -48,6 +49,11 @@ def test_runner_resumes_and_keeps_one_protocol(fmnist_root, tmp_path,
                              'coslr-10e_fashion-mnist.py')
     assert [p['iters'] for p in run['curve']] == [0, 2]
     assert run['protocol']['unit'] == 'epochs'
+    with open(osp.join(out, 'baselines.json')) as f:
+        baselines = json.load(f)
+    # pixels and LocalMIM's HOG, on the runs' 40 / 20 images
+    assert set(baselines['scores']) == {'pixels', 'hog_mean', 'hog_patches'}
+    assert baselines['protocol']['eval_test_samples'] == 20
     assert {'machine', 'device', 'torch', 'threads'} <= set(run)
     first = os.stat(osp.join(out, 'runs', 'mae_seed0.json')).st_mtime_ns
     capsys.readouterr()
@@ -322,3 +328,37 @@ def test_report_refuses_mixed_splits(tmp_path):
     assert ('2000 VALIDATION images (training images 50000..51999; not '
             'test numbers)') in text
     assert '50000 (training images 0..49999; the last 10000 held out' in text
+
+
+def test_report_shows_the_baselines_without_training(tmp_path):
+    report = load('fashion_mnist_report')
+    folder = tmp_path / 'bench'
+    runs = [
+        fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.),
+        fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 100.)
+    ]
+    write_runs(str(folder), runs)
+    scores = dict(
+        pixels=dict(knn_top1=62., linear_top1=72., dims=1024),
+        hog_mean=dict(knn_top1=40., linear_top1=45., dims=36))
+    protocol = {
+        k: runs[0]['protocol'].get(k)
+        for k in ('eval_train_samples', 'eval_test_samples', 'probe_epochs',
+                  'split')
+    }
+    with open(folder / 'baselines.json', 'w') as f:
+        json.dump(dict(protocol=protocol, scores=scores), f)
+    result = report.main([str(folder)])
+    assert result['baselines'] == scores
+    text = (folder / 'quality.md').read_text()
+    assert '| raw pixels (1024 dims) | 62.00 | 72.00 | - |' in text
+    assert '| HOG, cells averaged per scale (36 dims) | 40.00 | 45.00 |' in text
+    # MAE ends at 60 / 70, below pixels on both; LocalMIM at 64 / 74
+    assert ('- MAE: raw pixels: neither; HOG, cells averaged per scale: '
+            'kNN, probe') in text
+    assert '- LocalMIM: raw pixels: kNN, probe;' in text
+    # baselines of other images are not shown
+    protocol['eval_test_samples'] = 999
+    with open(folder / 'baselines.json', 'w') as f:
+        json.dump(dict(protocol=protocol, scores=scores), f)
+    assert report.main([str(folder)])['baselines'] is None

@@ -44,6 +44,14 @@ def test_demo_end_to_end(fmnist_root, tmp_path):
         assert name in table
     # one verdict per method on the random-init floor
     assert table.count('random-init floor') == 5
+    # the baselines without training, on the same images and protocol
+    assert set(res['baselines']) == {'pixels', 'hog_mean', 'hog_patches'}
+    pixels = res['baselines']['pixels']
+    assert (f"| raw pixels (1024 dims), no training | - | - | - | - | "
+            f"{pixels['knn_top1']:.1f} | {pixels['linear_top1']:.1f} | - |"
+            ) in table
+    assert table.count('baseline without training') + table.count(
+        ' Above ') == 5
     # the console: progress lines, not mmengine's INFO lines
     progress = [line for line in out.splitlines() if line.startswith('[demo]')]
     assert sum('random init' in line for line in progress) == 5

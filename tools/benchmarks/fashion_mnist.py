@@ -254,6 +254,51 @@ def measure_costs(config: str, out: str, method: str) -> None:
     })
 
 
+# protocol fields the baselines depend on (the images and the scoring)
+BASELINE_KEYS = ('train_samples', 'eval_train_samples', 'eval_test_samples',
+                 'probe_epochs', 'split', 'val_images')
+
+
+def measure_baselines(args: argparse.Namespace, expected: Dict) -> None:
+    """Raw pixels and LocalMIM's HOG target scored like the encoders, on
+    the same images (``OUT/baselines.json``), once per protocol."""
+    path = osp.join(args.out, 'baselines.json')
+    wanted = {k: expected.get(k) for k in BASELINE_KEYS}
+    if osp.isfile(path):
+        with open(path) as f:
+            if json.load(f)['protocol'] == wanted:
+                return
+    from mmengine.config import Config
+
+    from mim_plugins.datasets import apply_data_root
+    from mim_plugins.evaluation.baselines import score_baselines
+    from mim_plugins.evaluation.budget import console_level
+    from mim_plugins.evaluation.feature_eval import build_feature_eval_loaders
+    cfg = Config.fromfile(find_config('mae', args.family))
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.data_root:
+        cfg.data_root = args.data_root
+    apply_data_root(cfg)
+    localmim = find_config('localmim', args.family)
+    with console_level():
+        loaders = build_feature_eval_loaders(
+            cfg,
+            args.eval_train_samples,
+            args.eval_test_samples,
+            split=args.split,
+            val_images=args.val_images)
+        scores = score_baselines(
+            cfg,
+            loaders,
+            Config.fromfile(localmim) if localmim else None,
+            probe_epochs=args.probe_epochs)
+    print('[equal-budget] without training: ' + ', '.join(
+        f"{name} kNN {s['knn_top1']:.2f} probe {s['linear_top1']:.2f}"
+        for name, s in scores.items()))
+    write_json(path, dict(protocol=wanted, scores=scores))
+
+
 def progress_line(method: str, seed: int, unit: str, budget: float):
     """A console callback: one line per evaluation point."""
     start = time.time()
@@ -326,6 +371,7 @@ def main(argv=None) -> None:
             write_json(path, run)
     for method in args.methods:
         measure_costs(configs[method], args.out, method)
+    measure_baselines(args, expected)
     if not args.no_report:
         from fashion_mnist_report import main as report
         report([args.out])

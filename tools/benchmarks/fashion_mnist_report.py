@@ -29,6 +29,7 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
+from mim_plugins.evaluation.baselines import BASELINES as BASELINE_NAMES
 from mim_plugins.evaluation.budget import METHOD_NAMES
 
 BASELINE = 'mae'
@@ -278,6 +279,43 @@ def scored_images(report: Dict) -> str:
     return f"{proto['eval_test_samples']} test images"
 
 
+def load_baselines(folders: Sequence[str],
+                   protocol: Dict) -> Optional[Dict]:
+    """The no-training baselines scored on the runs' images, if any."""
+    for folder in folders:
+        path = osp.join(folder, 'baselines.json')
+        if not osp.isfile(path):
+            continue
+        with open(path) as f:
+            data = json.load(f)
+        # the same images and scoring as the runs, or nothing
+        if all(protocol.get(k) == v for k, v in data['protocol'].items()):
+            return data['scores']
+    return None
+
+
+def baseline_verdicts(report: Dict) -> List[str]:
+    """Which methods end above each no-training baseline, on which
+    measure (seed means)."""
+    baselines = report.get('baselines') or {}
+    if not baselines:
+        return []
+    lines = ['', 'Above the baselines without training (final seed mean '
+             'against each):', '']
+    for row in report['rows']:
+        parts = []
+        for name, score in baselines.items():
+            above = [
+                label for key, label in SCORES
+                if key in row and row[key]['mean'] > score[key]
+            ]
+            parts.append(f"{BASELINE_NAMES.get(name, name)}: " +
+                         (', '.join(above) if above else 'neither'))
+        lines.append(f"- {NAMES.get(row['method'], row['method'])}: " +
+                     '; '.join(parts))
+    return lines
+
+
 def to_markdown(report: Dict) -> str:
     proto = report['protocol']
     unit = dict(seconds='s', flops='TFLOPs', epochs='epochs')[proto['unit']]
@@ -321,14 +359,21 @@ def to_markdown(report: Dict) -> str:
             f"| {ratios('seconds')} | {ratios('flops')} |")
     lines += [
         '', 'Random-initialisation floor (the same networks before '
-        'training):', '', '| method | kNN top-1 (%) | probe top-1 (%) '
-        '| fine-tune top-1 (%) |', '| --- | --- | --- | --- |'
+        'training)' + (' and baselines without any network, on the same '
+                       'images and protocol' if report.get('baselines') else
+                       '') + ':', '', '| method | kNN top-1 (%) | probe '
+        'top-1 (%) | fine-tune top-1 (%) |', '| --- | --- | --- | --- |'
     ]
     for row in rows:
         lines.append(f"| {NAMES.get(row['method'], row['method'])} | " +
                      ' | '.join(
                          fmt(row.get(f'init_{k}')) for k, _ in FINAL_SCORES) +
                      ' |')
+    for name, score in (report.get('baselines') or {}).items():
+        lines.append(f'| {BASELINE_NAMES.get(name, name)} '
+                     f"({score['dims']} dims) | {score['knn_top1']:.2f} | "
+                     f"{score['linear_top1']:.2f} | - |")
+    lines += baseline_verdicts(report)
     seeds = max(len(row['seeds']) for row in rows)
     if seeds > 1:
         lines += [
@@ -415,6 +460,7 @@ def main(argv=None) -> Dict:
     out = args.out or args.folders[0]
     os.makedirs(out, exist_ok=True)
     report = build_report(load_runs(args.folders), load_costs(args.folders))
+    report['baselines'] = load_baselines(args.folders, report['protocol'])
     with open(osp.join(out, 'quality.json'), 'w') as f:
         json.dump(report, f, indent=1)
     table = to_markdown(report)
