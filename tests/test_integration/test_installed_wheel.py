@@ -95,6 +95,12 @@ def test_installed_wheel_from_another_directory(tmp_path):
     out = run([mim, 'search', 'mim_plugins'], work, env)
     assert f'config id: {CONFIG}' in out
     assert 'config id: bim_vit-base-p16_8xb512-amp-coslr-400e_in1k' in out
+    # the model zoo of the installed copy (its .mim/model-index.yml)
+    out = run([
+        sys.executable, '-c', 'from mim_plugins.apis import list_models; '
+        "print(list_models('bim_vit-tiny'))"
+    ], work, env)
+    assert 'bim_vit-tiny-p4_1xb256-coslr-10e_fashion-mnist' in out
 
     # one iteration; the config is found by `<config id>.py`, the data by
     # data_root (nothing under work/data)
