@@ -1,18 +1,46 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Helpers of the checkpoint tools (``tools/model_converters``)."""
+import argparse
 import re
+import sys
 from collections import OrderedDict
 from typing import Any, Dict, Tuple
 
 import torch
+from mmengine.runner import CheckpointLoader
+
+UNSAFE_FLAG = '--unsafe-full-unpickle'
 
 
-def load_trusted(path: str) -> dict:
-    """Load a local checkpoint the user produced (full unpickling).
+def add_unsafe_full_unpickle(parser: argparse.ArgumentParser) -> None:
+    """Add the opt-in for legacy files that weights-only loading refuses."""
+    parser.add_argument(
+        UNSAFE_FLAG,
+        action='store_true',
+        help='load the checkpoint with full unpickling if it is refused '
+        'otherwise: this runs any code the file holds, so only for a file '
+        'you trust (off by default)')
 
-    Only for the user's own files given on the command line; anything
-    downloaded goes through :func:`mim_plugins.utils.load_from_http_safely`.
+
+def load_checkpoint_file(path: str, unsafe_full_unpickle: bool = False):
+    """Load a checkpoint for a tool, weights-only unless opted out.
+
+    Args:
+        path (str): A local path, an http(s) URL or a model-zoo name.
+        unsafe_full_unpickle (bool): Unpickle ``path`` fully, running any
+            code it holds, with a warning naming it. Defaults to False: the
+            plugin's weights-only loader (``utils/safe_checkpoint_loading``).
+
+    Returns:
+        dict: The checkpoint.
     """
+    if not unsafe_full_unpickle:
+        return CheckpointLoader.load_checkpoint(
+            path, map_location='cpu', logger='silent')
+    print(
+        f'WARNING: {UNSAFE_FLAG}: fully unpickling {path}; any code it '
+        'holds runs now.',
+        file=sys.stderr)
     return torch.load(path, map_location='cpu', weights_only=False)
 
 
@@ -40,8 +68,8 @@ def plain_meta(meta: Any) -> dict:
     """Keep only plain data (str/number/bool/None, lists and dicts of them).
 
     Runner checkpoints carry objects (numpy arrays, history buffers) that
-    ``weights_only=True`` refuses; meta is informative, so such entries are
-    dropped rather than converted.
+    ``weights_only=True`` refuses without the plugin's allowlist; meta is
+    informative, so such entries are dropped rather than converted.
 
     Args:
         meta: The ``meta`` of a checkpoint.
@@ -54,9 +82,12 @@ def plain_meta(meta: Any) -> dict:
 
 
 def save_tensors_only(obj: dict, path: str) -> None:
-    """Save ``obj`` and check that it loads with ``weights_only=True``."""
+    """Save ``obj`` and check that it loads with ``weights_only=True``
+    without the plugin's allowlist (in this process it is active)."""
     torch.save(obj, path)
-    torch.load(path, map_location='cpu', weights_only=True)
+    extra = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    if extra:
+        raise TypeError(f'{path} holds {extra}: not tensors or plain data')
 
 
 # the plain-ViT part of mmpretrain's VisionTransformer state dict

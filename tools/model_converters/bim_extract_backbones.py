@@ -23,6 +23,9 @@ from typing import Dict, List, Optional
 
 import torch
 
+from mim_plugins.utils.checkpoint import (add_unsafe_full_unpickle,
+                                          load_checkpoint_file)
+
 _LAYER = re.compile(r'^layers\.(\d+)\.(.*)$')
 _BLOCK_NORM = re.compile(r'^block_norms\.(\d+)\.(.*)$')
 
@@ -37,6 +40,7 @@ def parse_args() -> argparse.Namespace:
         nargs='+',
         help='the model.backbone.block_boundaries of the run; read from the '
         'config stored in the checkpoint when omitted')
+    add_unsafe_full_unpickle(parser)
     return parser.parse_args()
 
 
@@ -102,8 +106,8 @@ def extract_backbones(
 
 def main() -> None:
     args = parse_args()
-    checkpoint = torch.load(
-        args.checkpoint, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(args.checkpoint,
+                                      args.unsafe_full_unpickle)
     state_dict = checkpoint.get('state_dict', checkpoint)
     boundaries = args.block_boundaries or boundaries_from_meta(checkpoint)
     if not boundaries:

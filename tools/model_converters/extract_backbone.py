@@ -17,7 +17,8 @@ import os.path as osp
 
 import torch
 
-from mim_plugins.utils.checkpoint import (load_trusted, plain_meta,
+from mim_plugins.utils.checkpoint import (add_unsafe_full_unpickle,
+                                          load_checkpoint_file, plain_meta,
                                           save_tensors_only)
 
 
@@ -31,6 +32,7 @@ def parse_args() -> argparse.Namespace:
         '--strip-prefix',
         action='store_true',
         help='write keys without the prefix')
+    add_unsafe_full_unpickle(parser)
     return parser.parse_args()
 
 
@@ -52,7 +54,7 @@ def extract_backbone(checkpoint: dict,
 
 def main() -> None:
     args = parse_args()
-    ckpt = load_trusted(args.checkpoint)
+    ckpt = load_checkpoint_file(args.checkpoint, args.unsafe_full_unpickle)
     out = extract_backbone(ckpt, args.prefix, args.strip_prefix)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     save_tensors_only(out, args.out)

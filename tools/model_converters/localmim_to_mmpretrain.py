@@ -66,6 +66,9 @@ from typing import Dict
 
 import torch
 
+from mim_plugins.utils.checkpoint import (add_unsafe_full_unpickle,
+                                          load_checkpoint_file)
+
 # timm block names -> mmpretrain TransformerEncoderLayer names
 _BLOCK = [
     ('norm1.', 'ln1.'),
@@ -325,12 +328,13 @@ def parse_args() -> argparse.Namespace:
         choices=['pretrain', 'backbone'],
         help='LocalMIM pre-training layout or a VisionTransformer / '
         'SwinTransformer backbone')
+    add_unsafe_full_unpickle(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint_file(args.src, args.unsafe_full_unpickle)
     state = ckpt.get('model', ckpt.get('state_dict', ckpt))
     convert = dict(
         vit=convert_localmim_vit,

@@ -4,7 +4,10 @@
 Drops the optimizer, scheduler and message-hub state and everything that is
 not a tensor or plain data, checks that the result loads with
 ``torch.load(weights_only=True)``, and names it
-``{name}_{YYYYMMDD}-{sha256[:8]}.pth``.
+``{name}_{YYYYMMDD}-{sha256[:8]}.pth``. The input is loaded weights-only like
+every checkpoint; a trusted legacy file that holds other objects can be
+published with ``--unsafe-full-unpickle`` (full unpickling runs any code in
+the file), and the result then loads weights-only everywhere.
 
 Example:
     python tools/model_converters/publish_model.py \
@@ -17,7 +20,8 @@ import hashlib
 import os
 import os.path as osp
 
-from mim_plugins.utils.checkpoint import (load_trusted, plain_meta,
+from mim_plugins.utils.checkpoint import (add_unsafe_full_unpickle,
+                                          load_checkpoint_file, plain_meta,
                                           save_tensors_only)
 
 
@@ -28,6 +32,7 @@ def parse_args() -> argparse.Namespace:
         'out_file', help='output name; the date and hash are appended')
     parser.add_argument(
         '--date', default=None, help='YYYYMMDD (default: today)')
+    add_unsafe_full_unpickle(parser)
     return parser.parse_args()
 
 
@@ -39,9 +44,12 @@ def sha256sum(path: str) -> str:
     return digest.hexdigest()
 
 
-def publish(in_file: str, out_file: str, date: str = None) -> str:
+def publish(in_file: str,
+            out_file: str,
+            date: str = None,
+            unsafe_full_unpickle: bool = False) -> str:
     """Write the release file and return its final path."""
-    ckpt = load_trusted(in_file)
+    ckpt = load_checkpoint_file(in_file, unsafe_full_unpickle)
     state = ckpt.get('state_dict', ckpt)
     release = dict(state_dict=state, meta=plain_meta(ckpt.get('meta', {})))
     stem = osp.splitext(out_file)[0]
@@ -56,7 +64,9 @@ def publish(in_file: str, out_file: str, date: str = None) -> str:
 
 def main() -> None:
     args = parse_args()
-    print(publish(args.in_file, args.out_file, args.date))
+    print(
+        publish(args.in_file, args.out_file, args.date,
+                args.unsafe_full_unpickle))
 
 
 if __name__ == '__main__':

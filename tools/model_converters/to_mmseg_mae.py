@@ -50,8 +50,10 @@ from typing import Dict
 
 import torch
 
-from mim_plugins.utils.checkpoint import (load_trusted, num_layers, plain_meta,
-                                          save_tensors_only, vit_state_dict)
+from mim_plugins.utils.checkpoint import (add_unsafe_full_unpickle,
+                                          load_checkpoint_file, num_layers,
+                                          plain_meta, save_tensors_only,
+                                          vit_state_dict)
 
 
 def convert_to_mmseg_mae(state: Dict,
@@ -93,12 +95,13 @@ def parse_args() -> argparse.Namespace:
         '--drop-final-norm',
         action='store_true',
         help='leave out the final norm (ln1.*)')
+    add_unsafe_full_unpickle(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    ckpt = load_trusted(args.src)
+    ckpt = load_checkpoint_file(args.src, args.unsafe_full_unpickle)
     state, skipped = vit_state_dict(ckpt, args.prefix)
     out = convert_to_mmseg_mae(state, not args.drop_final_norm)
     meta = plain_meta(ckpt.get('meta', {}) if isinstance(ckpt, dict) else {})

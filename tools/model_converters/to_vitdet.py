@@ -44,7 +44,8 @@ from typing import Dict
 
 import torch
 
-from mim_plugins.utils.checkpoint import (load_trusted, plain_meta,
+from mim_plugins.utils.checkpoint import (add_unsafe_full_unpickle,
+                                          load_checkpoint_file, plain_meta,
                                           save_tensors_only, vit_state_dict)
 
 # mmpretrain TransformerEncoderLayer names -> ViTDet Block names
@@ -103,12 +104,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('dst', help='output file')
     parser.add_argument(
         '--prefix', default='backbone.', help='key prefix of the backbone')
+    add_unsafe_full_unpickle(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    ckpt = load_trusted(args.src)
+    ckpt = load_checkpoint_file(args.src, args.unsafe_full_unpickle)
     state, skipped = vit_state_dict(ckpt, args.prefix)
     out = convert_to_vitdet(state)
     meta = plain_meta(ckpt.get('meta', {}) if isinstance(ckpt, dict) else {})
