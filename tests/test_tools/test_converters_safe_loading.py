@@ -1,11 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Every checkpoint converter loads its input weights-only.
+"""Every tool that reads a checkpoint loads it weights-only.
 
-Per tool: a hostile pickle is refused before any of it runs; the layouts the
-tool converts load (a runner checkpoint written by the project, an
+Per converter: a hostile pickle is refused before any of it runs; the layouts
+the tool converts load (a runner checkpoint written by the project, an
 mmpretrain model-zoo MAE file, the official LocalMIM release layout with its
 ``argparse.Namespace``); ``--unsafe-full-unpickle`` loads a legacy file that
-the allowlist refuses, with a warning naming it.
+the allowlist refuses, with a warning naming it. ``tools/test.py`` and the
+visualizer refuse a hostile pickle too (they load through mmengine's loader,
+which the plugin makes weights-only; they have no opt-in).
 """
 import argparse
 import fractions
@@ -18,7 +20,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from helpers import REPO_ROOT, subprocess_env, tiny_fmnist_config
+from helpers import DEMO_CONFIG, REPO_ROOT, subprocess_env, tiny_fmnist_config
 from mmengine.config import Config
 from mmengine.runner import Runner
 from test_bim_extract_backbones import MODEL as BIM_MODEL
@@ -213,3 +215,45 @@ def test_command_line_refusal(tmp_path):
     assert proc.returncode != 0
     assert 'UnsafeCheckpointError' in proc.stderr and evil in proc.stderr
     assert not marker.exists() and not osp.exists(tmp_path / 'out.pth')
+
+
+def test_tools_test_py_refuses_hostile_pickle(fmnist_root, tmp_path):
+    marker = tmp_path / 'executed'
+    evil = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={'backbone.w': _Evil(str(marker))}), evil)
+    config = osp.join(
+        REPO_ROOT,
+        'configs/mae/benchmarks/vit-tiny-p4_1xb256-coslr-10e_fashion-mnist.py')
+    proc = subprocess.run([
+        sys.executable, 'tools/test.py', config, evil, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', f'data_root={fmnist_root}',
+        'test_dataloader.dataset.indices=8', 'test_dataloader.num_workers=0',
+        'model.backbone.init_cfg=None'
+    ],
+                          cwd=REPO_ROOT,
+                          env=subprocess_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert 'UnsafeCheckpointError' in proc.stderr and evil in proc.stderr
+    assert not marker.exists()
+
+
+def test_visualizer_refuses_hostile_pickle(tmp_path, monkeypatch):
+    marker = tmp_path / 'executed'
+    evil = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={'backbone.w': _Evil(str(marker))}), evil)
+    spec = importlib.util.spec_from_file_location(
+        'visualize_reconstruction',
+        osp.join(REPO_ROOT, 'tools/visualization/visualize_reconstruction.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(sys, 'argv', [
+        'visualize_reconstruction.py', DEMO_CONFIG, evil,
+        str(tmp_path), '--out',
+        str(tmp_path / 'out')
+    ])
+    with pytest.raises(UnsafeCheckpointError, match=evil):
+        tool.main()
+    assert not marker.exists() and not osp.exists(tmp_path / 'out')
