@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 
 from mim_plugins.datasets import apply_data_root
 from mim_plugins.engine.hooks import TrainBudgetHook
-from mim_plugins.models.utils.checks import check_choice, check_range
+from mim_plugins.utils.checks import check_choice, check_range
 from .feature_eval import (build_feature_eval_loaders, check_split,
                            score_model, split_indices, train_set_size)
 from .finetune import low_label_finetune

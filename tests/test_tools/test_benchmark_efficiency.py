@@ -200,3 +200,188 @@ def test_bim_is_planned_by_its_largest_block(tmp_path):
     # K=1 holds 4 encoder layers + 1 decoder per image; K=4 one layer + one
     # decoder (the sum of the 4 blocks would exceed K=1)
     assert four < 0.6 * one
+
+
+def trace_tiny_mae(path, batch, precision, unfused=False):
+    """One traced training step of the tiny MAE; ``unfused=True`` runs
+    mmpretrain's own eager attention (``scaled_dot_product_attention_pyimpl``)
+    in every attention layer instead of the fused kernel."""
+    import torch
+    from mmengine.registry import DefaultScope
+    from mmpretrain.models.utils.attention import (
+        MultiheadAttention, scaled_dot_product_attention_pyimpl)
+
+    from mim_plugins.utils.efficiency import (build_model_and_optim,
+                                              image_shape, load_config,
+                                              make_batch, memory_trace,
+                                              use_cpu_autocast)
+    cfg = load_config(path)
+    torch.manual_seed(0)
+    model, optim_wrapper = build_model_and_optim(cfg)
+    if precision == 'amp':
+        use_cpu_autocast(optim_wrapper)
+    if unfused:
+        for module in model.modules():
+            if isinstance(module, MultiheadAttention):
+                module.scaled_dot_product_attention = \
+                    scaled_dot_product_attention_pyimpl
+    data = make_batch(batch, image_shape(cfg))
+
+    def step():
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model.train_step(data, optim_wrapper)
+
+    step()
+    return memory_trace(step, model, optim_wrapper)
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'amp'])
+def test_eager_attention_term_by_hand(tmp_path, precision):
+    """The tiny MAE (mask ratio 0.75): 2 encoder layers on 4 + 1 tokens and
+    1 decoder layer on 16 + 1 tokens, 2 heads each."""
+    from mim_plugins.utils.efficiency import (measure_memory_lines,
+                                              planned_timeline)
+    path = tiny_config(tmp_path, 'mae_tiny')
+    batch, heads = 8, 2
+    enc, dec = batch * heads * 5 * 5, batch * heads * 17 * 17  # scores
+    # what the fused kernel keeps instead: a float32 logsumexp per query
+    enc_lse, dec_lse = batch * heads * 5 * 4, batch * heads * 17 * 4
+    # probabilities kept: float32; under AMP also their fp16 copy
+    size = 6 if precision == 'amp' else 4
+    # the softmax backward holds the probabilities, their gradient and the
+    # scores' gradient, float32 each
+    softmax_backward = 3 * 4
+
+    trace = trace_tiny_mae(path, batch, precision)
+    assert [(kind, elements) for _, kind, elements, _ in trace.attention] \
+        == [('sdpa', enc), ('sdpa', enc), ('sdpa', dec),
+            ('sdpa_backward', dec), ('sdpa_backward', enc),
+            ('sdpa_backward', enc)]
+    assert [e[3] for e in trace.attention[:3]] == [enc_lse, enc_lse, dec_lse]
+    sdpa = planned_timeline(trace, 'sdpa', precision)
+    eager = planned_timeline(trace, 'eager', precision)
+    extra = [e - s for e, s in zip(eager, sdpa)]
+    dec_backward = trace.attention[3][0]
+    kept = 2 * (size * enc - enc_lse) + size * dec - dec_lse
+    assert extra[dec_backward - 1] == kept  # between forward and backward
+    assert extra[dec_backward] == \
+        2 * (size * enc - enc_lse) + softmax_backward * dec - dec_lse
+    assert extra[-1] == 0  # everything freed after the step
+
+    # the model is exact: mmpretrain's own unfused attention, measured
+    unfused = trace_tiny_mae(path, batch, precision, unfused=True)
+    assert max(planned_timeline(unfused, 'sdpa', precision)) == max(eager)
+
+    # the planner's prediction at 256 images: eager exceeds sdpa by every
+    # layer's kept probabilities (the peak is between forward and backward)
+    lines = measure_memory_lines(path, precision)
+    assert lines['attention'] == 'sdpa'
+    assert lines['attention_calls'] == dict(sdpa=3, eager=0)
+    paths = lines['paths']
+    diff = paths['eager']['step'].peak(256) - paths['sdpa']['step'].peak(256)
+    assert diff == pytest.approx(256 / batch * kept)
+
+
+def test_foreach_temporaries_raise_the_minimum(tmp_path):
+    from mim_plugins.utils.efficiency import (build_model_and_optim,
+                                              cuda_foreach_temporary_bytes,
+                                              load_config, planned_timeline)
+    path = tiny_config(tmp_path, 'mae_tiny')
+    trace = trace_tiny_mae(path, 2, 'fp32')
+    _, optim_wrapper = build_model_and_optim(load_config(path))
+    params = [
+        p for g in optim_wrapper.optimizer.param_groups for p in g['params']
+        if p.requires_grad  # MAE's fixed position embeddings get no gradient
+    ]
+    for p in params:  # the bytes count parameters that have a gradient
+        p.grad = p.detach().clone()
+    foreach = cuda_foreach_temporary_bytes(optim_wrapper.optimizer)
+    # one AdamW group: sqrt(exp_avg_sq) of every trainable parameter
+    assert foreach == sum(p.numel() * 4 for p in params) > 0
+    (first, end, nbytes), = trace.optimizer_steps
+    assert nbytes == foreach and 0 < first < end <= len(trace.timeline)
+    planned = planned_timeline(trace, 'sdpa', 'fp32')
+    extra = [p - t for p, t in zip(planned, trace.timeline)]
+    assert extra == [foreach if first <= i < end else 0
+                     for i in range(len(extra))]
+
+
+def test_plan_attention_ddp_and_calibration(tmp_path):
+    import json
+
+    from mim_plugins.utils.efficiency import CALIBRATION_FORMAT
+    cfg = tiny_config(tmp_path, 'mae_tiny')
+    budgets = ['0.002', '0.01']
+
+    def plan(*extra, out='out'):
+        proc = run_tool([
+            'tools/analysis_tools/benchmark_efficiency.py', cfg,
+            '--baseline', cfg, '--fit-memory', *budgets, '--margin-gib',
+            '0', '--margin-frac', '0', '--fit-only', '--fit-precision',
+            'amp', '--out',
+            str(tmp_path / out), *extra
+        ])
+        with open(tmp_path / out / 'efficiency.json') as f:
+            return json.load(f)['memory_plan'], proc
+
+    both, proc = plan('--attention', 'sdpa', 'eager', '--ddp', out='both')
+    # the attention the config runs is found and printed
+    assert 'mae_tiny (amp): runs sdpa attention' in proc.stderr
+    assert '3 fused scaled_dot_product_attention' in proc.stderr
+    sdpa, eager = both['rows']
+    assert (sdpa['attention'], eager['attention']) == ('sdpa', 'eager')
+    assert '| mae_tiny | amp | eager | 64 |' in proc.stdout
+    assert 'multi-GPU: DDP gradient buckets counted' in proc.stdout
+    # DDP's buckets: one more copy of the gradients
+    assert sdpa['ddp_bucket_gib'] == sdpa['grad_gib'] > 0
+    for budget, p_sdpa, p_eager in zip(budgets, sdpa['plans'],
+                                       eager['plans']):
+        assert p_sdpa['usable_gib'] == pytest.approx(
+            float(budget) - sdpa['ddp_bucket_gib'])
+        # eager keeps attention probabilities: fewer images fit
+        assert p_eager['max_batch'] < p_sdpa['max_batch']
+
+    # a GPU measurement 2x the prediction halves the usable memory
+    cal = tmp_path / 'cal.json'
+    cal.write_text(
+        json.dumps(
+            dict(
+                format=CALIBRATION_FORMAT,
+                device='GPU-X',
+                context_gib=0.0,
+                runs=[
+                    dict(
+                        name='mae_tiny',
+                        precision='amp',
+                        batch=8,
+                        oom=False,
+                        reserved_ratio=2.0)
+                ])))
+    calibrated, proc = plan('--calibration', str(cal), out='cal')
+    assert [r['attention'] for r in calibrated['rows']] == ['sdpa']
+    for budget, p_cal, p_ddp in zip(budgets, calibrated['rows'][0]['plans'],
+                                    sdpa['plans']):
+        assert p_cal['usable_gib'] == pytest.approx(float(budget) / 2)
+        assert p_cal['max_batch'] < p_ddp['max_batch']
+    assert 'margin measured on a GPU' in proc.stdout
+
+    # bad files stop the tool before it measures anything
+    def fails(*extra):
+        proc = subprocess.run([
+            sys.executable, 'tools/analysis_tools/benchmark_efficiency.py',
+            cfg, '--baseline', cfg, '--fit-memory', '1', '--fit-only',
+            '--out',
+            str(tmp_path / 'bad'), *extra
+        ],
+                              cwd=REPO_ROOT,
+                              env=subprocess_env(),
+                              capture_output=True,
+                              text=True,
+                              timeout=300)
+        assert proc.returncode != 0
+        return proc.stderr
+
+    # fp32 is planned too, and the file has amp only
+    err = fails('--calibration', str(cal))
+    assert 'no GPU run of mae_tiny (fp32)' in err
+    assert 'runs there: mae_tiny (amp)' in err

@@ -7,7 +7,7 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from mim_plugins.evaluation import build_feature_eval_loaders, score_model
-from mim_plugins.models.utils.checks import check_range
+from mim_plugins.utils.checks import check_range
 
 
 @HOOKS.register_module()

@@ -7,7 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from mim_plugins.models.utils.checks import check_range
+from mim_plugins.utils.checks import check_range
 from mim_plugins.visualization import reconstruct, render_reconstruction_grid
 
 

@@ -8,7 +8,7 @@ from mmpretrain.engine.optimizers import \
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from mim_plugins.models.utils.checks import check_range
+from mim_plugins.utils.checks import check_range
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
