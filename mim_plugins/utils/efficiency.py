@@ -13,8 +13,7 @@ import math
 import os.path as osp
 import statistics
 import time
-from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
-                    Union)
+from typing import (Callable, Dict, Iterable, List, Optional, Sequence, Union)
 
 import torch
 from mmengine.config import Config
@@ -687,8 +686,7 @@ class StepTrace(LiveTensorMemory):
             self.optimizer_steps[-1][1] = len(self.timeline)
 
         for wrapper in leaf_optim_wrappers(optim_wrapper):
-            handles.append(
-                wrapper.optimizer.register_step_pre_hook(pre_hook))
+            handles.append(wrapper.optimizer.register_step_pre_hook(pre_hook))
             handles.append(
                 wrapper.optimizer.register_step_post_hook(post_hook))
         try:
@@ -988,7 +986,8 @@ def measure_timelines(cfg: Config,
         step=one_step.timeline,
         accumulate=cycle.timeline,
         planned={
-            attention: dict(
+            attention:
+            dict(
                 step=planned_timeline(one_step, attention, precision),
                 accumulate=planned_timeline(cycle, attention, precision))
             for attention in ATTENTION_PATHS
@@ -1048,9 +1047,9 @@ def measure_memory_lines(path: str,
     }
     paths = {
         attention: {
-            kind: MemoryLines(runs[small]['planned'][attention][kind],
-                              runs[large]['planned'][attention][kind], small,
-                              large)
+            kind:
+            MemoryLines(runs[small]['planned'][attention][kind],
+                        runs[large]['planned'][attention][kind], small, large)
             for kind in ('step', 'accumulate')
         }
         for attention in ATTENTION_PATHS
@@ -1227,7 +1226,10 @@ class CalibrationError(ValueError):
     """A calibration file the planner cannot use."""
 
 
-def calibration_run(name: str, precision: str, attention: str, batch: int,
+def calibration_run(name: str,
+                    precision: str,
+                    attention: str,
+                    batch: int,
                     predicted_bytes: float,
                     max_allocated: Optional[float] = None,
                     max_reserved: Optional[float] = None) -> Dict:
@@ -1331,8 +1333,9 @@ def load_calibration(paths: Union[str, Sequence[str]],
                        for r, _, _ in runs if not r['oom']})
     result = {}
     for name, precision in wanted:
-        fits = [(r, dev, ctx) for r, dev, ctx in runs if not r['oom']
-                and (r['name'], r['precision']) == (name, precision)]
+        fits = [(r, dev, ctx) for r, dev, ctx in runs
+                if not r['oom'] and (r['name'], r['precision']) == (name,
+                                                                    precision)]
         if not fits:
             have = ', '.join(f'{n} ({p})' for n, p in measured) or 'none'
             raise CalibrationError(
@@ -1343,5 +1346,6 @@ def load_calibration(paths: Union[str, Sequence[str]],
         result[(name, precision)] = dict(
             ratio=max(r['reserved_ratio'] for r, _, _ in fits),
             context_gib=max(ctx for _, _, ctx in fits),
-            device=', '.join(sorted({dev for _, dev, _ in fits})))
+            device=', '.join(sorted({dev
+                                     for _, dev, _ in fits})))
     return result

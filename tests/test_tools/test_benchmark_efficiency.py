@@ -302,8 +302,9 @@ def test_foreach_temporaries_raise_the_minimum(tmp_path):
     assert nbytes == foreach and 0 < first < end <= len(trace.timeline)
     planned = planned_timeline(trace, 'sdpa', 'fp32')
     extra = [p - t for p, t in zip(planned, trace.timeline)]
-    assert extra == [foreach if first <= i < end else 0
-                     for i in range(len(extra))]
+    assert extra == [
+        foreach if first <= i < end else 0 for i in range(len(extra))
+    ]
 
 
 def test_plan_attention_ddp_and_calibration(tmp_path):
@@ -315,10 +316,10 @@ def test_plan_attention_ddp_and_calibration(tmp_path):
 
     def plan(*extra, out='out'):
         proc = run_tool([
-            'tools/analysis_tools/benchmark_efficiency.py', cfg,
-            '--baseline', cfg, '--fit-memory', *budgets, '--margin-gib',
-            '0', '--margin-frac', '0', '--fit-only', '--fit-precision',
-            'amp', '--out',
+            'tools/analysis_tools/benchmark_efficiency.py', cfg, '--baseline',
+            cfg, '--fit-memory', *budgets, '--margin-gib', '0',
+            '--margin-frac', '0', '--fit-only', '--fit-precision', 'amp',
+            '--out',
             str(tmp_path / out), *extra
         ])
         with open(tmp_path / out / 'efficiency.json') as f:
@@ -334,8 +335,7 @@ def test_plan_attention_ddp_and_calibration(tmp_path):
     assert 'multi-GPU: DDP gradient buckets counted' in proc.stdout
     # DDP's buckets: one more copy of the gradients
     assert sdpa['ddp_bucket_gib'] == sdpa['grad_gib'] > 0
-    for budget, p_sdpa, p_eager in zip(budgets, sdpa['plans'],
-                                       eager['plans']):
+    for budget, p_sdpa, p_eager in zip(budgets, sdpa['plans'], eager['plans']):
         assert p_sdpa['usable_gib'] == pytest.approx(
             float(budget) - sdpa['ddp_bucket_gib'])
         # eager keeps attention probabilities: fewer images fit
@@ -369,8 +369,7 @@ def test_plan_attention_ddp_and_calibration(tmp_path):
     def fails(*extra):
         proc = subprocess.run([
             sys.executable, 'tools/analysis_tools/benchmark_efficiency.py',
-            cfg, '--baseline', cfg, '--fit-memory', '1', '--fit-only',
-            '--out',
+            cfg, '--baseline', cfg, '--fit-memory', '1', '--fit-only', '--out',
             str(tmp_path / 'bad'), *extra
         ],
                               cwd=REPO_ROOT,

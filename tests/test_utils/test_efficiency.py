@@ -231,8 +231,7 @@ def test_cuda_foreach_temporaries_of_adam():
     assert temporaries(torch.optim.AdamW, per_layer) == big
     # Adam's L2 weight decay adds a copy of the gradients, maximize another
     assert temporaries(torch.optim.Adam, weight_decay=0.1) == 2 * (big + small)
-    assert temporaries(
-        torch.optim.AdamW, maximize=True) == 2 * (big + small)
+    assert temporaries(torch.optim.AdamW, maximize=True) == 2 * (big + small)
     # the single-tensor and fused steps, and other optimizers: none
     assert temporaries(torch.optim.AdamW, foreach=False) == 0
     assert temporaries(torch.optim.AdamW, fused=True) == 0
@@ -289,9 +288,8 @@ def write_calibration(path, runs, context_gib=0.5, fmt=None):
 def test_calibration_replaces_the_margin(tmp_path):
     from mim_plugins.utils.efficiency import (GIB, MemoryLines,
                                               calibration_run,
-                                              load_calibration,
-                                              min_budget_gib, plan_memory,
-                                              usable_bytes)
+                                              load_calibration, min_budget_gib,
+                                              plan_memory, usable_bytes)
     # arithmetic of one run: measured / predicted
     run = calibration_run('toy', 'amp', 'sdpa', 64, 2 * GIB, 2.2 * GIB,
                           2.5 * GIB)
@@ -304,8 +302,8 @@ def test_calibration_replaces_the_margin(tmp_path):
     path = write_calibration(tmp_path / 'cal.json', [run, oom, other])
     cal = load_calibration(path, [('toy', 'amp')])[('toy', 'amp')]
     # the largest ratio of the runs that fitted, and the CUDA context
-    assert cal == dict(ratio=pytest.approx(1.25), context_gib=0.5,
-                       device='GPU-X')
+    assert cal == dict(
+        ratio=pytest.approx(1.25), context_gib=0.5, device='GPU-X')
     assert usable_bytes(10.5, 1.0, 0.1, cal) == 8 * GIB
     assert usable_bytes(10.5, 1.0, 0.1) == (10.5 * 0.9 - 1) * GIB
     assert min_budget_gib(8 * GIB, 1.0, 0.1, cal) == 10.5

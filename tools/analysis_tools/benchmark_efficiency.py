@@ -13,7 +13,12 @@ ratio to ``--baseline``.  Writes ``efficiency.json``, ``efficiency.md`` and
 precision (fp32, AMP) and device memory (GiB), the largest per-device batch
 whose predicted peak training memory fits, and the batch and
 ``optim_wrapper.accumulative_counts`` that reach the config's own batch;
-``--fit-only`` skips the FLOPs/time measurement.
+``--fit-only`` skips the FLOPs/time measurement. The planner predicts CUDA
+memory from the CPU measurement: the attention path (``--attention sdpa
+eager``; by default the one each config's modules run, printed), CUDA's
+multi-tensor AdamW temporaries, DDP's gradient buckets (``--ddp``) and a
+margin, 1 GiB + 10 % or measured on a GPU by ``gpu_memory_check.py``
+(``--calibration FILE``).
 
 Example:
     python tools/analysis_tools/benchmark_efficiency.py \
@@ -23,7 +28,7 @@ Example:
     python tools/analysis_tools/benchmark_efficiency.py \
         configs/prmim/prmim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py \
         --baseline configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
-        --fit-memory 12 24 40 80 --fit-only
+        --fit-memory 12 24 40 80 --fit-only --attention sdpa eager
 """
 import argparse
 import contextlib
@@ -228,7 +233,8 @@ def load_calibrations(args: argparse.Namespace, paths: List[str]) -> Dict:
     if not args.calibration:
         return {}
     wanted = [(osp.splitext(osp.basename(p))[0], precision)
-              for p in dict.fromkeys(paths) for precision in args.fit_precision]
+              for p in dict.fromkeys(paths)
+              for precision in args.fit_precision]
     try:
         return load_calibration(args.calibration, wanted)
     except CalibrationError as err:
@@ -256,9 +262,8 @@ def plan_configs(paths: List[str],
             for attention in attention_paths(args.attention):
                 step = lines['step'] if attention is None else \
                     lines['paths'][attention]['step']
-                label = attention or (
-                    'math' if args.attention == ['math'] else
-                    lines['attention'])
+                label = attention or ('math' if args.attention == ['math'] else
+                                      lines['attention'])
                 row = dict(
                     config=path,
                     name=lines['name'],
@@ -274,8 +279,8 @@ def plan_configs(paths: List[str],
                         for b, v in lines['peak_bytes_measured'].items()
                     },
                     # predicted peak of one plain step at the config's batch
-                    peak_gib_at_config_batch=step.peak(lines['config_batch'])
-                    / GIB,
+                    peak_gib_at_config_batch=step.peak(lines['config_batch']) /
+                    GIB,
                     grad_gib=lines['grad_bytes'] / GIB,
                     ddp_bucket_gib=buckets / GIB,
                     calibration=calibration,

@@ -143,8 +143,8 @@ def check_config(path: str, args: argparse.Namespace,
     runs = []
     for b in (batch, 2 * batch):
         measured = run_on_cuda(cfg, b, args.iters) or {}
-        run = calibration_run(lines['name'], precision, lines['attention'],
-                              b, lines['step'].peak(b),
+        run = calibration_run(lines['name'], precision, lines['attention'], b,
+                              lines['step'].peak(b),
                               measured.get('max_allocated'),
                               measured.get('max_reserved'))
         runs.append(run)
