@@ -8,10 +8,12 @@ mmengine's local, http(s) and model-zoo loaders, which (like ``torch.hub``)
 unpickle fully, with torch's ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1``.
 """
 import argparse
+import contextlib
 import functools
 import os
 import os.path as osp
 import pickle
+import threading
 import traceback
 from urllib.parse import urlparse
 
@@ -22,6 +24,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 
 _FORCE = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
 _NO = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'  # users set it for mmengine 0.10
+_ENVIRON_LOCK = threading.RLock()  # else a concurrent load could clear it
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -39,6 +42,19 @@ def _history_buffer_getattr(obj, name: str):
     raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) not allowlisted')
 
 
+@contextlib.contextmanager
+def _force_weights_only():
+    """Set torch's switch (and lift a user's opposite one) meanwhile."""
+    with _ENVIRON_LOCK:
+        saved = {key: os.environ.pop(key, None) for key in (_FORCE, _NO)}
+        os.environ[_FORCE] = '1'
+        try:
+            yield
+        finally:
+            del os.environ[_FORCE]
+            os.environ.update({k: v for k, v in saved.items() if v})
+
+
 def weights_only(loader):
     """Wrap an mmengine scheme loader: its ``torch.load`` calls (also through
     ``torch.hub``) become weights-only, and its errors name the file."""
@@ -50,10 +66,9 @@ def weights_only(loader):
             cached = osp.join(torch.hub.get_dir(), 'checkpoints',
                               osp.basename(urlparse(filename).path))
             source = f'{filename} (downloaded to {cached})'
-        saved = {key: os.environ.pop(key, None) for key in (_FORCE, _NO)}
-        os.environ[_FORCE] = '1'
         try:
-            return loader(filename, map_location)
+            with _force_weights_only():
+                return loader(filename, map_location)
         except pickle.UnpicklingError as err:
             raise UnsafeCheckpointError(
                 f'Refused to load {source}: torch.load(weights_only=True) '
@@ -74,9 +89,6 @@ def weights_only(loader):
                 f'Cannot read checkpoint {source}: truncated or corrupt? '
                 f'({type(err).__name__}: {str(err)[:200]}). Re-save or '
                 're-download it.') from err
-        finally:
-            del os.environ[_FORCE]
-            os.environ.update({k: v for k, v in saved.items() if v})
 
     return load
 
