@@ -17,8 +17,7 @@ from mmpretrain.registry import MODELS
 
 # 16-px single-channel images in 4-px patches: 16 tokens, 32-wide encoders
 ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
-VIT = dict(
-    arch=ARCH, img_size=16, patch_size=4, patch_cfg=dict(in_channels=1))
+VIT = dict(arch=ARCH, img_size=16, patch_size=4, patch_cfg=dict(in_channels=1))
 MAE_NECK = dict(
     type='MAEPretrainDecoder',
     num_patches=16,
@@ -52,7 +51,9 @@ MIX_HEAD = dict(
 
 MODELS_CFGS: Dict[str, dict] = dict(
     prmim=dict(
-        type='PRMIM', backbone=dict(VIT, type='MAEViT'), neck=PR_NECK,
+        type='PRMIM',
+        backbone=dict(VIT, type='MAEViT'),
+        neck=PR_NECK,
         head=PR_HEAD),
     bim=dict(
         type='BIM',
@@ -104,8 +105,8 @@ MODELS_CFGS: Dict[str, dict] = dict(
     mixmim_prmim=dict(
         type='MixMIMPlus',
         backbone=dict(VIT, type='MixMIMViT', cell_size=8),
-        neck=dict(MIX_NECK, type='PRMIMMixMIMPretrainDecoder',
-                  throw_ratio=0.25),
+        neck=dict(
+            MIX_NECK, type='PRMIMMixMIMPretrainDecoder', throw_ratio=0.25),
         head=dict(MIX_HEAD, type='PRMIMMixMIMPretrainHead')),
 )
 
@@ -146,8 +147,10 @@ def main(out: str) -> None:
             for p in model.parameters():
                 p.add_(0.01 * torch.randn(p.shape, generator=g))
         fixture[name] = dict(
-            state_dict={k: v.clone()
-                        for k, v in model.state_dict().items()},
+            state_dict={
+                k: v.clone()
+                for k, v in model.state_dict().items()
+            },
             losses=losses(model, name))
     torch.save(fixture, out)
 

@@ -10,8 +10,7 @@ from mmpretrain.models.backbones.vision_transformer import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils.checks import check_masked_vit_kwargs
-from ..utils.masked_vit import masked_vit_stem
+from ..utils.masked_vit import check_masked_vit_kwargs, masked_vit_stem
 
 
 def check_block_boundaries(block_boundaries: Sequence[int],

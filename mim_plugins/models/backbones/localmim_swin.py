@@ -9,6 +9,8 @@ from mmpretrain.models.utils import ShiftWindowMSA, resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ..utils.decoder import EncoderGrid
+
 # Additive attention bias that removes a key (as Swin's own shift mask).
 _MASKED = -100.
 ENCODER_MODES = ('visible', 'dense')
@@ -255,6 +257,27 @@ class LocalMIMSwin(SwinTransformer):
                 module.register_forward_pre_hook(self._window_key_mask)
                 module.w_msa.register_forward_pre_hook(
                     self._add_key_mask, with_kwargs=True)
+
+    def decoder_grid(self) -> EncoderGrid:
+        """The taps (stage outputs after merging) and the mask cells."""
+        H, W = self.patch_resolution
+        grids, widths = [], []
+        for i in self.out_indices:
+            merged = self.stages[i].downsample is not None
+            grids.append(H >> (i + merged))
+            widths.append(self.num_features[i])
+        patch = self.patch_embed.projection.kernel_size[0]
+        # the mask keeps int(ratio * cells) + 1 cells masked
+        num_masked = int(self.mask_ratio * self.num_cells) + 1
+        return EncoderGrid(
+            grids=tuple(grids),
+            widths=tuple(widths),
+            patch_size=self.mask_patch_size,
+            img_size=(H * patch, W * patch),
+            in_channels=self.patch_embed.projection.in_channels,
+            fewest_masked=num_masked,
+            masking=f'mask_ratio={self.mask_ratio}',
+            hierarchical=True)
 
     @property
     def num_cells(self) -> int:

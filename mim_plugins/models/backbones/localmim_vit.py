@@ -7,8 +7,9 @@ from mmengine.model import ModuleList
 from mmpretrain.models import MAEViT
 from mmpretrain.registry import MODELS
 
-from ..utils.checks import check_masked_vit_kwargs
-from ..utils.masked_vit import masked_vit_stem
+from ..utils.decoder import EncoderGrid
+from ..utils.masked_vit import (check_masked_vit_kwargs, masked_vit_grid,
+                                masked_vit_stem)
 
 
 def check_tap_indices(out_indices: Sequence[int],
@@ -95,6 +96,10 @@ class LocalMIMViT(MAEViT):
             build_norm_layer(norm_cfg, self.embed_dims)[1]
             for _ in self.out_indices
         ])
+
+    def decoder_grid(self) -> EncoderGrid:
+        """Every tap on the patch grid, at the encoder width."""
+        return masked_vit_grid(self, len(self.out_indices))
 
     def forward(
         self,

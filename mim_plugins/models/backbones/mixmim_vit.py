@@ -10,7 +10,36 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import MultiheadAttention
 from mmpretrain.registry import MODELS
 
-from ..utils.checks import check_img_size, check_mixing_ratios
+from ..utils.checks import check_img_size
+from ..utils.decoder import EncoderGrid
+
+
+def check_mixing_ratios(mask_ratio: float,
+                        range_mask_ratio: float,
+                        prefix: str = '') -> None:
+    """Check MixMIM's mixing ratios.
+
+    A fraction ``mask_ratio + U(0, range_mask_ratio)`` of the cells is
+    taken from the partner image, and both images must keep a cell.
+
+    Args:
+        mask_ratio (float): Fraction of mixed cells.
+        range_mask_ratio (float): Range of the random extra fraction.
+        prefix (str): Prepended to the field names in the messages, e.g.
+            ``'backbone.'``. Defaults to ``''``.
+
+    Raises:
+        ValueError: If ``mask_ratio`` is not in (0, 1) or
+            ``range_mask_ratio`` not in ``[0, 1 - mask_ratio)``.
+    """
+    if not 0 < mask_ratio < 1:
+        raise ValueError(f'`{prefix}mask_ratio` (fraction of mixed cells) '
+                         f'must be in (0, 1), got {mask_ratio}')
+    if range_mask_ratio < 0 or mask_ratio + range_mask_ratio >= 1:
+        raise ValueError(
+            f'`{prefix}range_mask_ratio` must satisfy 0 <= range_mask_ratio '
+            f'< 1 - mask_ratio (mask_ratio={mask_ratio}), got '
+            f'{range_mask_ratio}')
 
 
 def check_pairing_batch(batch_size: int) -> None:
@@ -177,6 +206,20 @@ class MixMIMViT(MAEViT):
             mixed = self.num_mixed_cells(ratio)
             fewest = min(fewest, mixed, num_cells - mixed)
         return fewest * self.cell_patches**2
+
+    def decoder_grid(self) -> EncoderGrid:
+        """One decoder token per patch; the fewest a branch reconstructs."""
+        (h, w) = self.patch_resolution
+        patch = self.patch_embed.projection.kernel_size[0]
+        return EncoderGrid(
+            grids=(h, ),
+            widths=(self.embed_dims, ),
+            patch_size=patch,
+            img_size=(h * patch, w * patch),
+            in_channels=self.patch_embed.projection.in_channels,
+            fewest_masked=self.fewest_reconstructed(),
+            masking=f'mask_ratio={self.mask_ratio}, range_mask_ratio='
+            f'{self.range_mask_ratio}, {h * w} tokens')
 
     def random_masking(self,
                        x: torch.Tensor,

@@ -8,13 +8,14 @@ from mmpretrain.registry import MODELS
 
 from ..necks.localmim_neck import LOCALMIM_SCALES, check_scales
 from ..utils.checks import check_range
+from ..utils.decoder import DecoderHead
 from ..utils.hog_target import HOGTarget
 
 TARGET_TYPES = ('hog', 'pixel')
 
 
 @MODELS.register_module()
-class LocalMIMHead(BaseModule):
+class LocalMIMHead(DecoderHead, BaseModule):
     """Multi-scale targets, loss masks and losses of LocalMIM.
 
     Implementation of `Masked Image Modeling with Local Multi-Scale
@@ -57,6 +58,8 @@ class LocalMIMHead(BaseModule):
             Defaults to 1 each.
         init_cfg (dict, optional): Initialization config.
     """
+
+    neck_type = "'LocalMIMNeck', 'LocalMIMSwinNeck' or 'LocalMIMDecoder'"
 
     def __init__(self,
                  patch_size: int,

@@ -103,6 +103,8 @@ class PRMIMMixMIMPretrainHead(PRMIMHeadMixin, MixMIMPlusPretrainHead):
             kept one, >= 0. Defaults to 1.0.
     """
 
+    neck_type = "'PRMIMMixMIMPretrainDecoder'"
+
     def loss(
             self,
             x_rec: torch.Tensor,

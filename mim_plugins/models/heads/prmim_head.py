@@ -6,9 +6,10 @@ from mmpretrain.models import MAEPretrainHead
 from mmpretrain.registry import MODELS
 
 from ..utils.checks import check_range
+from ..utils.decoder import DecoderHead
 
 
-class PRMIMHeadMixin:
+class PRMIMHeadMixin(DecoderHead):
     """Kept and thrown losses of PR-MIM, for a pixel reconstruction head.
 
     The one base of the PR-MIM heads (:class:`PRMIMPretrainHead` and the
@@ -21,6 +22,8 @@ class PRMIMHeadMixin:
             kept one, >= 0. Defaults to 1.0.
         **kwargs: The arguments of the host head.
     """
+
+    neck_type = "'PRMIMPretrainDecoder'"
 
     def __init__(self, thrown_loss_weight: float = 1.0, **kwargs) -> None:
         check_range('thrown_loss_weight', thrown_loss_weight, 0)

@@ -1,19 +1,16 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule, ModuleList
 from mmpretrain.models import MAEPretrainDecoder
-from mmpretrain.models.backbones.vision_transformer import \
-    TransformerEncoderLayer
-from mmpretrain.models.utils import (LayerNorm2d,
-                                     build_2d_sincos_position_embedding)
+from mmpretrain.models.utils import LayerNorm2d
 from mmpretrain.registry import MODELS
 from torch import nn
 
 from ..utils.checks import check_divisible, check_square
+from ..utils.decoder import EncoderGrid, ReconstructionDecoder, check_tokens
 
 # Scale of a decoder's output grid relative to the patch grid.
 LOCALMIM_SCALES = (4, 2, 1, 0.5)
@@ -28,8 +25,43 @@ def check_scales(scales: Sequence[float], field: str = 'scales') -> List:
     return list(scales)
 
 
+def check_localmim_head(head: nn.Module, scales: Sequence[float],
+                        out_channels: Sequence[int], encoder: EncoderGrid,
+                        where: str) -> None:
+    """A LocalMIM head against its decoders (scales, target dims) and the
+    encoder (one output per decoder, patch size, image size)."""
+    from ..heads.localmim_head import LocalMIMHead  # it imports this module
+    if not isinstance(head, LocalMIMHead):
+        raise TypeError('a LocalMIM decoder needs `head.type`=\'LocalMIMHead\''
+                        f', got {type(head).__name__}{where}')
+    n = len(out_channels)
+    if len(encoder.grids) != n:
+        raise ValueError(
+            f'`backbone.out_indices` gives {len(encoder.grids)} taps but the '
+            f'neck has {n} decoders; give one per tap{where}')
+    if list(head.scales) != list(scales):
+        raise ValueError(f'`neck.scales`={list(scales)} differs from '
+                         f'`head.scales`={head.scales}{where}')
+    if list(out_channels) != head.target_channels:
+        raise ValueError(
+            f'`neck.out_channels`={list(out_channels)} must equal the head\'s '
+            f'target dims {head.target_channels} (target={head.target!r}, '
+            f'in_channels={head.in_channels}){where}')
+    if head.patch_size != encoder.patch_size:
+        raise ValueError(
+            f'`head.patch_size`={head.patch_size} differs from the '
+            f'backbone\'s {encoder.patch_size} (its patch, or the Swin '
+            f'`mask_patch_size`){where}')
+    largest = max(head.cell_sizes)
+    if any(size % largest for size in encoder.img_size):
+        raise ValueError(
+            f'`backbone.img_size`={tuple(encoder.img_size)} is not divisible '
+            f'by the largest cell ({largest} px = head.patch_size / '
+            f'{min(head.scales)}){where}')
+
+
 @MODELS.register_module()
-class LocalMIMDecoder(MAEPretrainDecoder):
+class LocalMIMDecoder(ReconstructionDecoder, MAEPretrainDecoder):
     """One LocalMIM decoder: MAE-style transformer plus a scale head.
 
     Implementation of `Masked Image Modeling with Local Multi-Scale
@@ -134,9 +166,23 @@ class LocalMIMDecoder(MAEPretrainDecoder):
         x = self.pred(x)
         return x.flatten(2).transpose(1, 2)
 
+    def reconstruction_loss(self, head: nn.Module, latent: torch.Tensor,
+                            ids_restore: torch.Tensor, mask: torch.Tensor,
+                            inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The loss of this decoder's scale (``loss_scale0``), for an
+        algorithm with one decoder per encoder output (BIM)."""
+        return head.loss([self(latent, ids_restore)], inputs, mask)
+
+    def check_fits(self, head: nn.Module, encoder: EncoderGrid,
+                   where: str) -> None:
+        """Tokens and width; a one-scale LocalMIM head of this scale."""
+        check_tokens(self, encoder, where)
+        check_localmim_head(head, [self.scale], [self.out_channels], encoder,
+                            where)
+
 
 @MODELS.register_module()
-class LocalMIMNeck(BaseModule):
+class LocalMIMNeck(ReconstructionDecoder, BaseModule):
     """The LocalMIM decoders, one per encoder tap.
 
     Implementation of `Masked Image Modeling with Local Multi-Scale
@@ -215,19 +261,39 @@ class LocalMIMNeck(BaseModule):
             for decoder, x in zip(self.decoders, latents)
         ]
 
+    def reconstruction_loss(self, head: nn.Module,
+                            latents: Sequence[torch.Tensor],
+                            ids_restore: torch.Tensor, mask: torch.Tensor,
+                            inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``loss_scale{k}`` of every tap, finest first."""
+        return head.loss(self(latents, ids_restore), inputs, mask)
+
+    def check_fits(self, head: nn.Module, encoder: EncoderGrid,
+                   where: str) -> None:
+        """One decoder per tap, the taps' grid and width, the head."""
+        if encoder.hierarchical:
+            raise TypeError('the taps of a hierarchical encoder need '
+                            '`neck.type`=\'LocalMIMSwinNeck\', got '
+                            f'{type(self).__name__}{where}')
+        check_localmim_head(head, self.scales, self.out_channels, encoder,
+                            where)
+        check_tokens(self.decoders[0], encoder, where)
+
 
 @MODELS.register_module()
-class LocalMIMSwinDecoder(BaseModule):
+class LocalMIMSwinDecoder(MAEPretrainDecoder):
     """One LocalMIM decoder for a hierarchical (Swin) tap.
 
     Implementation of `Masked Image Modeling with Local Multi-Scale
     Reconstruction <https://arxiv.org/abs/2303.05251>`_.
 
     The tap already lies on its target grid, so there is no scale head
-    (official ``ViT_Decoder``): a linear embedding of the visible tokens,
-    a learned mask token at the masked ones, fixed 2-D sin-cos positions
-    (no cls token), transformer blocks with global attention over the whole
-    grid, LayerNorm and a linear layer to the target dimension.
+    (official ``ViT_Decoder``): :class:`mmpretrain.models.MAEPretrainDecoder`
+    (linear embedding, learned mask token, fixed 2-D sin-cos positions,
+    transformer blocks with global attention, LayerNorm, linear prediction
+    of the target) run on the whole grid, without a [CLS] token: the tap's
+    tokens are embedded at its visible cells, the mask token fills the
+    masked ones (the mask is shared by the batch).
 
     Args:
         in_channels (int): Width of the tap.
@@ -253,32 +319,36 @@ class LocalMIMSwinDecoder(BaseModule):
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
         check_divisible('decoder_embed_dim', decoder_embed_dim,
                         decoder_num_heads, 'decoder_num_heads')
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(
+            num_patches=grid * grid,
+            embed_dim=in_channels,
+            decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth,
+            decoder_num_heads=decoder_num_heads,
+            mlp_ratio=mlp_ratio,
+            norm_cfg=norm_cfg,
+            predict_feature_dim=out_channels,
+            init_cfg=init_cfg)
+        # mmengine's ModuleList, so that init_weights reaches the blocks
+        self.decoder_blocks = ModuleList(self.decoder_blocks)
         self.grid = grid
         self.out_channels = out_channels
-        D = decoder_embed_dim
-        self.decoder_embed = nn.Linear(in_channels, D)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, D))
-        self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, grid * grid, D), requires_grad=False)
-        self.decoder_blocks = ModuleList([
-            TransformerEncoderLayer(
-                D,
-                decoder_num_heads,
-                int(mlp_ratio * D),
-                qkv_bias=True,
-                norm_cfg=norm_cfg) for _ in range(decoder_depth)
-        ])
-        self.decoder_norm = build_norm_layer(norm_cfg, D)[1]
-        self.decoder_pred = nn.Linear(D, out_channels)
 
-    def init_weights(self) -> None:
-        """Fixed sin-cos positions and the mask token as in MAE."""
-        super().init_weights()
-        pos = build_2d_sincos_position_embedding(
-            self.grid, self.decoder_pos_embed.shape[-1], cls_token=False)
-        self.decoder_pos_embed.data.copy_(pos.float())
-        torch.nn.init.normal_(self.mask_token, std=.02)
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args,
+                              **kwargs) -> None:
+        """Also load the layout of checkpoints written before this decoder
+        was mmpretrain's: norm named ``decoder_norm``, no [CLS] position."""
+        for name in ('weight', 'bias'):
+            old = f'{prefix}decoder_norm.{name}'
+            if old in state_dict:
+                state_dict[f'{prefix}{self.decoder_norm_name}.{name}'] = \
+                    state_dict.pop(old)
+        key = f'{prefix}decoder_pos_embed'
+        pos = state_dict.get(key)
+        if pos is not None and pos.shape[1] == self.num_patches:
+            # the [CLS] entry of the sin-cos embedding is zero (and unused)
+            state_dict[key] = torch.cat([torch.zeros_like(pos[:, :1]), pos], 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Decode one tap.
@@ -298,18 +368,17 @@ class LocalMIMSwinDecoder(BaseModule):
         m = F.interpolate(m, size=(self.grid, self.grid), mode='nearest')
         visible = (m.flatten() == 0).nonzero().squeeze(1)
         tokens = self.decoder_embed(x[:, visible])
-        full = self.mask_token.to(tokens.dtype).expand(B,
-                                                       self.grid * self.grid,
+        full = self.mask_token.to(tokens.dtype).expand(B, self.num_patches,
                                                        -1).clone()
         full[:, visible] = tokens
-        x = full + self.decoder_pos_embed
+        x = full + self.decoder_pos_embed[:, 1:]
         for block in self.decoder_blocks:
             x = block(x)
         return self.decoder_pred(self.decoder_norm(x))
 
 
 @MODELS.register_module()
-class LocalMIMSwinNeck(BaseModule):
+class LocalMIMSwinNeck(ReconstructionDecoder, BaseModule):
     """The LocalMIM decoders of a Swin encoder, one per stage tap.
 
     Implementation of `Masked Image Modeling with Local Multi-Scale
@@ -366,3 +435,33 @@ class LocalMIMSwinNeck(BaseModule):
             raise ValueError(f'got {len(latents)} tap features for '
                              f'{len(self.decoders)} decoders')
         return [dec(x, mask) for dec, x in zip(self.decoders, latents)]
+
+    def reconstruction_loss(self, head: nn.Module,
+                            latents: Sequence[torch.Tensor], ids_restore: None,
+                            mask: torch.Tensor,
+                            inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``loss_scale{k}`` of every tap, decoded by the shared mask."""
+        return head.loss(self(latents, mask), inputs, mask)
+
+    def check_fits(self, head: nn.Module, encoder: EncoderGrid,
+                   where: str) -> None:
+        """One decoder per tap of its width and grid, the head's target
+        grids on the taps' grids."""
+        if not encoder.hierarchical:
+            raise TypeError('the taps of a plain ViT need `neck.type`='
+                            f'\'LocalMIMNeck\', got {type(self).__name__}'
+                            f'{where}')
+        check_localmim_head(head, head.scales, self.out_channels, encoder,
+                            where)
+        if self.in_channels != list(encoder.widths):
+            raise ValueError(f'`neck.in_channels`={self.in_channels} must be '
+                             f'the tap widths {list(encoder.widths)}{where}')
+        if self.grids != list(encoder.grids):
+            raise ValueError(f'`neck.grids`={self.grids} must be the tap '
+                             f'grids {list(encoder.grids)}{where}')
+        cells = encoder.img_size[0] // encoder.patch_size
+        targets = [int(cells * s) for s in head.scales]
+        if targets != self.grids:
+            raise ValueError(f'`head.scales`={head.scales} give target grids '
+                             f'{targets} (mask grid {cells} x scale), not the '
+                             f'tap grids {self.grids}{where}')

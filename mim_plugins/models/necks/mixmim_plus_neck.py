@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from mmpretrain.models.necks import MixMIMPretrainDecoder
@@ -7,12 +7,13 @@ from mmpretrain.registry import MODELS
 from torch import nn
 
 from ..utils.checks import check_choice, check_divisible, check_square
+from ..utils.decoder import EncoderGrid, ReconstructionDecoder, check_tokens
 
 DECODER_INIT_MODES = ('official', 'mmpretrain')
 
 
 @MODELS.register_module()
-class MixMIMPlusPretrainDecoder(MixMIMPretrainDecoder):
+class MixMIMPlusPretrainDecoder(ReconstructionDecoder, MixMIMPretrainDecoder):
     """MixMIM dual-branch decoder with the official initialization.
 
     Implementation of `MixMAE: Mixed and Masked Autoencoder for Efficient
@@ -118,3 +119,19 @@ class MixMIMPlusPretrainDecoder(MixMIMPretrainDecoder):
             raise ValueError(f'the decoder was built for {self.num_patches} '
                              f'tokens (`num_patches`), got {x.shape[1]}')
         return super().forward(x, mask)
+
+    def reconstruction_loss(self, head: nn.Module, latent: torch.Tensor,
+                            ids_restore: None, mask: torch.Tensor,
+                            inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """MixMIM's loss: decode both branches, unmix, compare (``loss``)."""
+        return dict(loss=head.loss(self(latent, mask), inputs, mask))
+
+    def check_grid(self, head: nn.Module, encoder: EncoderGrid,
+                   where: str) -> None:
+        """Tokens and width, and a head predicting the region one encoder
+        token covers."""
+        check_tokens(self, encoder, where)
+        if head.patch_size != encoder.patch_size:
+            raise ValueError(f'`neck.encoder_stride`={head.patch_size} must '
+                             f'be the {encoder.patch_size}-px region one '
+                             f'encoder output token covers{where}')

@@ -1,8 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 from mmpretrain.registry import MODELS
+from torch import nn
 
 from .mixmim_plus_neck import MixMIMPlusPretrainDecoder
 from .prmim_neck import PartialReconstructionMixin
@@ -42,6 +43,8 @@ class PRMIMMixMIMPretrainDecoder(PartialReconstructionMixin,
             :class:`MixMIMPlusPretrainDecoder` (``num_patches`` a square
             number).
     """
+
+    head_type = 'PRMIMMixMIMPretrainHead'
 
     def forward(
             self, x: torch.Tensor, mask: torch.Tensor
@@ -87,3 +90,19 @@ class PRMIMMixMIMPretrainDecoder(PartialReconstructionMixin,
                                     in_decoder.repeat_interleave(B, dim=0))
         kept_mask = (~visible & in_decoder).to(x_rec.dtype)
         return x_rec, kept_mask, (~in_decoder).to(x_rec.dtype)
+
+    def reconstruction_loss(self, head: nn.Module, latent: torch.Tensor,
+                            ids_restore: None, mask: torch.Tensor,
+                            inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Partial decoding of both branches and the PR-MIM loss.
+
+        Returns:
+            Dict[str, torch.Tensor]: ``loss_kept`` / ``mse_kept`` and, when
+            thrown tokens are supervised, ``loss_thrown`` / ``mse_thrown``.
+        """
+        x_rec, kept_mask, thrown_mask = self(latent, mask)
+        if self.num_thrown(latent.shape[1]) == 0:
+            # every token decoded: exactly MixMIM's loss
+            return head.loss(x_rec, inputs, mask)
+        return head.loss(x_rec, inputs, mask, kept_mask,
+                         thrown_mask if self.reconstructs_thrown else None)

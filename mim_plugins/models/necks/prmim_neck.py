@@ -1,11 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmpretrain.models import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
+from torch import nn
 
 from ..utils.checks import check_choice, check_divisible, check_square
+from ..utils.decoder import EncoderGrid, ReconstructionDecoder
 from ..utils.furthest_sampling import (furthest_sampling, grid_sq_distances,
                                        min_sq_distance_to_set, random_sampling)
 
@@ -21,7 +23,7 @@ def _ascending_true_indices(flags: torch.Tensor, count: int) -> torch.Tensor:
     return order[:, :count]
 
 
-class PartialReconstructionMixin:
+class PartialReconstructionMixin(ReconstructionDecoder):
     """Partial decoding with progressive reconstruction, for MAE decoders.
 
     The one implementation of PR-MIM's decoder side, shared by
@@ -120,6 +122,22 @@ class PartialReconstructionMixin:
             raise ValueError(f'`k`={self.k} exceeds the {num_decoded} decoded '
                              'tokens a thrown token can mix; use 1 <= k <= '
                              f'{num_decoded}{where}')
+
+    def check_head(self, head: nn.Module, where: str) -> None:
+        """A head that supervises thrown tokens."""
+        from ..heads.prmim_head import PRMIMHeadMixin  # heads import necks
+        if not isinstance(head, PRMIMHeadMixin):
+            raise TypeError(
+                'a partial-reconstruction neck needs a head that supervises '
+                f'thrown tokens (`head.type`={self.head_type!r}), got '
+                f'{type(head).__name__}{where}')
+
+    def check_grid(self, head: nn.Module, encoder: EncoderGrid,
+                   where: str) -> None:
+        """The host's checks and :meth:`check_throw` against the encoder's
+        masking."""
+        super().check_grid(head, encoder, where)
+        self.check_throw(encoder.fewest_masked, encoder.masking, where)
 
     def patch_pos_embed(self) -> torch.Tensor:
         """``(L, C)`` decoder position embedding of the patch tokens."""
@@ -315,6 +333,8 @@ class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
             :class:`MAEPretrainDecoder` (``num_patches`` a square number).
     """
 
+    head_type = 'PRMIMPretrainHead'
+
     def __init__(self, **kwargs) -> None:
         check_divisible('decoder_embed_dim',
                         kwargs.get('decoder_embed_dim', 512),
@@ -367,3 +387,19 @@ class PRMIMPretrainDecoder(PartialReconstructionMixin, MAEPretrainDecoder):
         kept_mask = (~visible & in_decoder).to(pred.dtype)
         thrown_mask = (~in_decoder).to(pred.dtype)
         return pred, kept_mask, thrown_mask
+
+    def reconstruction_loss(self, head: nn.Module, latent: torch.Tensor,
+                            ids_restore: torch.Tensor, mask: torch.Tensor,
+                            inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Partial decoding and the PR-MIM loss.
+
+        Returns:
+            Dict[str, torch.Tensor]: The head's ``loss_kept`` / ``mse_kept``
+            and, when thrown tokens are supervised, ``loss_thrown`` /
+            ``mse_thrown``.
+        """
+        pred, kept_mask, thrown_mask = self(latent, ids_restore)
+        supervise_thrown = self.reconstructs_thrown and \
+            self.num_thrown(ids_restore.shape[1]) > 0
+        return head.loss(pred, inputs, kept_mask,
+                         thrown_mask if supervise_thrown else None)

@@ -13,10 +13,8 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ..backbones.bim_vit import BIMViT
-from ..heads.prmim_head import PRMIMHeadMixin
-from ..necks.prmim_neck import PartialReconstructionMixin
-from ..utils.checks import check_mae_parts
-from .prmim import check_prmim_parts, prmim_losses
+from ..utils.decoder import check_decoder, decoder_loss
+from ..utils.masked_vit import masked_vit_grid
 
 BlockForward = Callable[..., Tuple[Dict[str, torch.Tensor], torch.Tensor,
                                    torch.Tensor, torch.Tensor]]
@@ -53,11 +51,11 @@ class BIM(BaseSelfSupervisor):
     graph is alive at a time, which bounds the peak activation memory by the
     largest block (plus its decoder) instead of the whole network.
 
-    A block's decoder may also be a partial one
-    (:class:`PRMIMPretrainDecoder` with a :class:`PRMIMPretrainHead`): it
-    decodes the visible and furthest-sampled kept masked tokens only,
-    reconstructs the thrown ones by its progressive path, and the block loss
-    is the PR-MIM loss (``loss_kept + loss_thrown``).
+    A block's decoder is any decoder (:func:`decoder_loss`), and the block
+    loss is the sum of its losses: MAE's, a PR-MIM partial one
+    (:class:`PRMIMPretrainDecoder` with a :class:`PRMIMPretrainHead`,
+    ``loss_kept + loss_thrown``) or a LocalMIM scale decoder
+    (:class:`LocalMIMDecoder` with a one-scale :class:`LocalMIMHead`).
 
     Args:
         backbone (dict): Config of a :class:`BIMViT`.
@@ -101,18 +99,9 @@ class BIM(BaseSelfSupervisor):
             m if isinstance(m, nn.Module) else MODELS.build(m)
             for m in _per_block_cfgs(head, 'head', num_blocks)
         ])
+        grid = masked_vit_grid(self.backbone)
         for k, (neck_k, head_k) in enumerate(zip(self.neck, self.head)):
-            if isinstance(neck_k, PartialReconstructionMixin) or isinstance(
-                    head_k, PRMIMHeadMixin):
-                # a PR-MIM decoder needs a PR-MIM head and vice versa
-                check_prmim_parts(
-                    self.backbone,
-                    neck_k,
-                    head_k,
-                    owner='BIM',
-                    where=f' (block {k + 1})')
-            else:
-                check_mae_parts(self.backbone, neck_k, head_k)
+            check_decoder(neck_k, head_k, grid, f' (block {k + 1})')
 
     @property
     def num_blocks(self) -> int:
@@ -166,30 +155,25 @@ class BIM(BaseSelfSupervisor):
             ids_restore (torch.Tensor, optional): Restore ids from block 0.
 
         Returns:
-            tuple: The block's losses (``loss_block{k}``, plus the detached
-            ``mse_kept_block{k}`` / ``mse_thrown_block{k}`` of a PR-MIM
+            tuple: The block's losses (``loss_block{k}``, the sum of its
+            decoder's ``loss*`` terms, and its other terms detached as
+            ``{name}_block{k}``, e.g. ``mse_kept_block{k}`` of a PR-MIM
             decoder), the block output detached from the graph (the next
             block's input), ``mask`` and ``ids_restore``.
         """
         if block == 0:
             x, mask, ids_restore = self.backbone.forward_stem(inputs)
         x, latent = self.backbone.forward_block(x, block)
-        neck, head = self.neck[block], self.head[block]
+        parts = decoder_loss(self.neck[block], self.head[block], latent,
+                             ids_restore, mask, inputs)
         name = f'block{block + 1}'
-        if isinstance(neck, PartialReconstructionMixin):
-            # partial decoder: the block loss is the PR-MIM loss
-            parts = prmim_losses(neck, head, latent, ids_restore, inputs)
-            loss = parts['loss_kept']
-            if 'loss_thrown' in parts:
-                loss = loss + parts['loss_thrown']
-            # no 'loss' in these names: mmengine sums every '*loss*' key
-            losses = {f'loss_{name}': loss}
-            losses.update((f'{key}_{name}', parts[key].detach())
-                          for key in ('mse_kept', 'mse_thrown')
-                          if key in parts)
-        else:
-            pred = neck(latent, ids_restore)
-            losses = {f'loss_{name}': head.loss(pred, inputs, mask)}
+        # no 'loss' in the other names: mmengine sums every '*loss*' key
+        losses = {
+            f'loss_{name}':
+            sum(v for k, v in parts.items() if k.startswith('loss'))
+        }
+        losses.update((f'{k}_{name}', v.detach()) for k, v in parts.items()
+                      if not k.startswith('loss'))
         # Cut the graph: block k+1 never back-propagates into block k.
         return losses, x.detach(), mask, ids_restore
 

@@ -7,11 +7,10 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..backbones.mixmim_vit import MixMIMViT, check_pairing_batch
+from ..backbones.mixmim_vit import (MixMIMViT, check_mixing_ratios,
+                                    check_pairing_batch)
 from ..heads.mixmim_plus_head import MixMIMPlusPretrainHead
-from ..heads.prmim_head import PRMIMHeadMixin
-from ..necks.prmim_neck import PartialReconstructionMixin
-from ..utils.checks import check_mixing_ratios
+from ..utils.decoder import EncoderGrid, check_decoder, decoder_loss
 
 
 def _builds(cfg: Union[dict, nn.Module], cls: type) -> bool:
@@ -22,6 +21,46 @@ def _builds(cfg: Union[dict, nn.Module], cls: type) -> bool:
     if not isinstance(obj_type, type):
         obj_type = MODELS.get(obj_type)  # None if unknown: MODELS raises
     return isinstance(obj_type, type) and issubclass(obj_type, cls)
+
+
+def hierarchical_grid(backbone: MixMIMPretrainTransformer) -> EncoderGrid:
+    """The decoder grid of mmpretrain's hierarchical MixMIM encoder.
+
+    Its ``num_layers - 1`` patch mergings halve the patch grid, so one
+    decoder token is one mixing cell. ``random_masking`` mixes
+    ``int(L * (mask_ratio + U(0, range_mask_ratio)))`` of the ``L`` cells
+    (no clamping), so a branch reconstructs at least ``min(int(L *
+    mask_ratio), L - int(L * (mask_ratio + range_mask_ratio)))`` of them.
+    """
+    mask_ratio, extra = backbone.mask_ratio, backbone.range_mask_ratio
+    check_mixing_ratios(mask_ratio, extra, 'backbone.')
+    patch = backbone.patch_embed.projection.stride[0]
+    ph, pw = backbone.patch_resolution
+    num_merges = len(backbone.layers) - 1
+    down = 2**num_merges
+    if ph % down or pw % down:
+        raise ValueError(
+            f'`backbone.img_size` ({ph * patch}x{pw * patch} px) must be '
+            f'divisible by the mixing cell ({patch * down} px: patch '
+            f'{patch} x 2^{num_merges} mergings)')
+    gh, gw = ph // down, pw // down
+    L = gh * gw
+    least_mixed = int(L * mask_ratio)
+    if least_mixed < 1:
+        # branch 1 would reconstruct nothing, whatever throw_ratio
+        raise ValueError(
+            f'`backbone.mask_ratio`={mask_ratio} mixes {least_mixed} of '
+            f'the {L} cells: use 1/{L} <= mask_ratio < 1 so that each '
+            'branch reconstructs a cell')
+    return EncoderGrid(
+        grids=(gh, ),
+        widths=(backbone.num_features, ),
+        patch_size=patch * down,
+        img_size=(ph * patch, pw * patch),
+        in_channels=backbone.patch_embed.projection.in_channels,
+        fewest_masked=min(least_mixed, L - int(L * (mask_ratio + extra))),
+        masking=f'mask_ratio={mask_ratio}, range_mask_ratio={extra}, '
+        f'{L} tokens')
 
 
 @MODELS.register_module()
@@ -81,91 +120,18 @@ class MixMIMPlus(MixMIM):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        self._check_parts()
+        check_decoder(self.neck, self.head, self._decoder_grid())
 
-    def _check_parts(self) -> None:
-        """Raise ``TypeError``/``ValueError`` on an inconsistent config."""
-        backbone, neck, head = self.backbone, self.neck, self.head
-        patch = backbone.patch_embed.projection.stride[0]
-        if isinstance(backbone, MixMIMViT):
-            # one decoder token per patch; the ViT checks its own ratios
-            (gh, gw), stride = backbone.patch_resolution, patch
-            width = backbone.embed_dims
-        elif isinstance(backbone, MixMIMPretrainTransformer):
-            check_mixing_ratios(backbone.mask_ratio, backbone.range_mask_ratio,
-                                'backbone.')
-            (gh, gw), stride = self._hierarchical_grid(patch)
-            width = backbone.num_features  # the last stage's
-        else:
-            raise TypeError('MixMIMPlus needs a mixing backbone '
-                            "('MixMIMPretrainTransformer' or 'MixMIMViT'), "
-                            f'got {type(backbone).__name__}')
-        embed = getattr(neck, 'decoder_embed', None)
-        if embed is not None and embed.in_features != width:
-            raise ValueError(f'`neck.embed_dim` must be the encoder output '
-                             f'width {width}, got {embed.in_features}')
-        if getattr(neck, 'num_patches', gh * gw) != gh * gw:
-            raise ValueError(f'`neck.num_patches`={neck.num_patches} must be '
-                             f'the {gh}x{gw}={gh * gw} encoder tokens')
-        if head.patch_size != stride:
-            raise ValueError(f'`neck.encoder_stride`={head.patch_size} must '
-                             f'be the {stride}-px region one encoder output '
-                             'token covers')
-        partial_neck = isinstance(neck, PartialReconstructionMixin)
-        if isinstance(head, PRMIMHeadMixin) and not partial_neck:
-            raise TypeError('a PR-MIM head needs the partial decoder '
-                            "(`neck.type`='PRMIMMixMIMPretrainDecoder'), got "
-                            f'{type(neck).__name__}')
-        if partial_neck and not isinstance(head, PRMIMHeadMixin):
-            raise TypeError('the partial decoder needs a head that '
-                            'supervises thrown tokens '
-                            "(`head.type`='PRMIMMixMIMPretrainHead'), got "
-                            f'{type(head).__name__}')
-        if partial_neck:
-            neck.check_throw(
-                self._fewest_reconstructed(gh * gw),
-                f'mask_ratio={backbone.mask_ratio}, range_mask_ratio='
-                f'{backbone.range_mask_ratio}, {gh * gw} tokens')
-
-    def _hierarchical_grid(self, patch: int) -> Tuple[Tuple[int, int], int]:
-        """Decoder token grid and pixel stride of the hierarchical encoder.
-
-        Its ``num_layers - 1`` patch mergings halve the patch grid, so one
-        decoder token is one mixing cell.
-        """
-        ph, pw = self.backbone.patch_resolution
-        num_merges = len(self.backbone.layers) - 1
-        down = 2**num_merges
-        if ph % down or pw % down:
-            raise ValueError(
-                f'`backbone.img_size` ({ph * patch}x{pw * patch} px) must be '
-                f'divisible by the mixing cell ({patch * down} px: patch '
-                f'{patch} x 2^{num_merges} mergings)')
-        return (ph // down, pw // down), patch * down
-
-    def _fewest_reconstructed(self, num_tokens: int) -> int:
-        """The fewest decoder tokens a branch reconstructs.
-
-        ``MixMIMPretrainTransformer.random_masking`` mixes
-        ``int(L * (mask_ratio + U(0, range_mask_ratio)))`` of the ``L``
-        decoder tokens (one per mixing cell, no clamping), so a branch
-        reconstructs at least ``min(int(L * mask_ratio), L - int(L *
-        (mask_ratio + range_mask_ratio)))`` tokens; :class:`MixMIMViT`
-        knows its own rule.
-        """
-        backbone = self.backbone
-        if isinstance(backbone, MixMIMViT):
-            return backbone.fewest_reconstructed()
-        mask_ratio = backbone.mask_ratio
-        least_mixed = int(num_tokens * mask_ratio)
-        most_mixed = int(num_tokens * (mask_ratio + backbone.range_mask_ratio))
-        if least_mixed < 1:
-            # branch 1 would reconstruct nothing, whatever throw_ratio
-            raise ValueError(
-                f'`backbone.mask_ratio`={mask_ratio} mixes {least_mixed} of '
-                f'the {num_tokens} cells: use 1/{num_tokens} <= mask_ratio '
-                '< 1 so that each branch reconstructs a cell')
-        return min(least_mixed, num_tokens - most_mixed)
+    def _decoder_grid(self) -> EncoderGrid:
+        """The grid the decoder reconstructs (:func:`hierarchical_grid`
+        for mmpretrain's encoder, :meth:`MixMIMViT.decoder_grid`)."""
+        if isinstance(self.backbone, MixMIMViT):
+            return self.backbone.decoder_grid()
+        if isinstance(self.backbone, MixMIMPretrainTransformer):
+            return hierarchical_grid(self.backbone)
+        raise TypeError('MixMIMPlus needs a mixing backbone '
+                        "('MixMIMPretrainTransformer' or 'MixMIMViT'), "
+                        f'got {type(self.backbone).__name__}')
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -180,13 +146,5 @@ class MixMIMPlus(MixMIM):
             Dict[str, torch.Tensor]: A dictionary of loss components.
         """
         check_pairing_batch(inputs.shape[0])
-        if not isinstance(self.neck, PartialReconstructionMixin):
-            return super().loss(inputs, data_samples, **kwargs)
         latent, mask = self.backbone(inputs)
-        x_rec, kept_mask, thrown_mask = self.neck(latent, mask)
-        if self.neck.num_thrown(latent.shape[1]) == 0:
-            # every token decoded: exactly MixMIM's loss
-            return self.head.loss(x_rec, inputs, mask)
-        return self.head.loss(
-            x_rec, inputs, mask, kept_mask,
-            thrown_mask if self.neck.reconstructs_thrown else None)
+        return decoder_loss(self.neck, self.head, latent, None, mask, inputs)
