@@ -433,3 +433,32 @@ def test_missing_file_and_unknown_name_are_not_corrupt(tmp_path):
         _load_checkpoint(str(tmp_path / 'missing.pth'))
     with pytest.raises(KeyError, match='no_such_model'):
         _load_checkpoint('torchvision://no_such_model')
+
+
+def test_concurrent_loads_wait_for_the_switch(monkeypatch):
+    # Without the lock a second load could start inside the first and, on
+    # leaving, clear the switch while the first one still unpickles.
+    monkeypatch.delenv('TORCH_FORCE_WEIGHTS_ONLY_LOAD', raising=False)
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def first():
+        with safe._force_weights_only():
+            inside.set()
+            release.wait(10)
+            seen.append(os.environ.get('TORCH_FORCE_WEIGHTS_ONLY_LOAD'))
+
+    def second():
+        with safe._force_weights_only():
+            seen.append('second')
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    inside.wait(10)
+    threads[1].start()
+    threads[1].join(0.3)
+    assert threads[1].is_alive() and seen == []  # waits for the first
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert seen == ['1', 'second']
+    assert 'TORCH_FORCE_WEIGHTS_ONLY_LOAD' not in os.environ
