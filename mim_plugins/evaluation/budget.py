@@ -105,6 +105,9 @@ class BudgetEvaluator:
         val_images (int): Training images held out as validation; the
             kNN bank, probe and fine-tune labels come from before them.
             Defaults to 0 (none).
+        first_is_init (bool): The first call scores the network before
+            training (``'init'``); False when the run skips that point.
+            Defaults to True.
     """
 
     def __init__(self,
@@ -118,7 +121,8 @@ class BudgetEvaluator:
                  finetune_at: Sequence[str] = FINETUNE_AT,
                  seed: int = 0,
                  split: str = 'test',
-                 val_images: int = 0) -> None:
+                 val_images: int = 0,
+                 first_is_init: bool = True) -> None:
         for point in finetune_at:
             check_choice('finetune_at', point, FINETUNE_AT)
         check_range('finetune_samples', finetune_samples, 0, integer=True)
@@ -138,7 +142,7 @@ class BudgetEvaluator:
         self.finetune_epochs = finetune_epochs
         self.finetune_at = tuple(finetune_at)
         self.seed = seed
-        self._started = False
+        self._started = not first_is_init
 
     def __call__(self, model: torch.nn.Module, final: bool) -> Dict:
         point = 'final' if final else ('init'
@@ -238,6 +242,7 @@ def train_for_budget(config: str,
                      finetune_at: Sequence[str] = FINETUNE_AT,
                      split: str = 'test',
                      val_images: int = 0,
+                     eval_init: bool = True,
                      quiet: bool = True,
                      on_record: Optional[Callable] = None) -> Dict:
     """Pre-train ``config`` for ``budget`` ``unit`` and score it on the way.
@@ -272,6 +277,8 @@ def train_for_budget(config: str,
             training set as validation (:func:`split_indices`): pre-training
             and every labelled image of the evaluation come from before
             them, whichever split is scored. Defaults to 0 (none held out).
+        eval_init (bool): Score the network before training too (the
+            random-initialisation floor). Defaults to True.
         quiet (bool): Keep the Runner's INFO lines off the console.
         on_record (Callable, optional): ``on_record(record, hook)`` after
             every evaluation.
@@ -336,7 +343,8 @@ def train_for_budget(config: str,
             finetune_at=finetune_at,
             seed=seed,
             split=split,
-            val_images=val_images)
+            val_images=val_images,
+            first_is_init=eval_init)
     if quiet:
         runner = quiet_runner(cfg)
     else:
@@ -347,6 +355,7 @@ def train_for_budget(config: str,
         flops_per_iter=flops_per_iter,
         eval_points=eval_points,
         evaluate=evaluator,
+        eval_init=eval_init,
         on_record=on_record,
         **schedule)
     runner.register_hook(hook)

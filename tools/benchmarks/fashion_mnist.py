@@ -53,7 +53,7 @@ UNIT_SCALE = dict(seconds=1., flops=1e12, epochs=1.)
 PROTOCOL_KEYS = ('unit', 'budget', 'train_samples', 'eval_points',
                  'eval_train_samples', 'eval_test_samples', 'probe_epochs',
                  'finetune_samples', 'finetune_epochs', 'cfg_options',
-                 'lr_scale', 'split', 'val_images')
+                 'lr_scale', 'split', 'val_images', 'rungs')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,6 +72,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help='per run, in --unit (FLOPs in TFLOPs); default '
         f'{DEFAULT_BUDGET}')
+    parser.add_argument(
+        '--budget-flops',
+        type=float,
+        default=None,
+        metavar='TFLOPS',
+        help='shorthand for --unit flops --budget TFLOPS: the headline '
+        'budget of a FLOPs ladder')
+    parser.add_argument(
+        '--rungs',
+        type=float,
+        nargs='+',
+        default=None,
+        metavar='FRACTION',
+        help='a budget ladder: one separate full-schedule run per fraction '
+        'of --budget (e.g. 0.125 0.25 0.5 1), its warm-up and cosine fitted '
+        'to that rung; the report reads the budget at which each method '
+        'reaches MAE\'s final score of the largest rung')
     parser.add_argument(
         '--family',
         default='vit-mini',
@@ -127,6 +144,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         action=DictAction,
         help='overrides of every method\'s config')
     args = parser.parse_args(argv)
+    if args.budget_flops is not None:
+        if args.budget is not None or args.unit not in ('flops', 'seconds'):
+            parser.error('--budget-flops is --unit flops --budget X: give '
+                         'one or the other')
+        args.unit, args.budget = 'flops', args.budget_flops
+    if args.rungs is not None:
+        if any(not 0 < r <= 1 for r in args.rungs) or len(set(
+                args.rungs)) != len(args.rungs):
+            parser.error('--rungs: distinct fractions of --budget in (0, 1], '
+                         f'got {args.rungs}')
+        args.rungs = sorted(args.rungs)
     if args.budget is None:
         args.budget = DEFAULT_BUDGET[args.unit]
     if args.budget <= 0:
@@ -200,11 +228,25 @@ def protocol(args: argparse.Namespace) -> Dict:
         # before the validation split existed record it)
         split=None if args.split == 'test' and not args.val_images else
         args.split,
-        val_images=args.val_images or None)
+        val_images=args.val_images or None,
+        # None for one run per (method, seed) at the budget
+        rungs=args.rungs)
 
 
-def run_path(out: str, method: str, seed: int) -> str:
-    return osp.join(out, 'runs', f'{method}_seed{seed}.json')
+def run_path(out: str,
+             method: str,
+             seed: int,
+             rung: Optional[float] = None) -> str:
+    """Where a finished run is kept; a ladder's rungs each have one."""
+    tail = '' if rung is None else f'_rung{rung:g}'
+    return osp.join(out, 'runs', f'{method}_seed{seed}{tail}.json')
+
+
+def method_order(methods, seed_index: int) -> list:
+    """The methods rotated by the seed's position: on a machine whose
+    speed drifts within a sitting, no method always runs first."""
+    shift = seed_index % len(methods)
+    return list(methods[shift:]) + list(methods[:shift])
 
 
 def finished(path: str, expected: Dict) -> bool:
@@ -299,7 +341,7 @@ def measure_baselines(args: argparse.Namespace, expected: Dict) -> None:
     write_json(path, dict(protocol=wanted, scores=scores))
 
 
-def progress_line(method: str, seed: int, unit: str, budget: float):
+def progress_line(name: str, unit: str, budget: float):
     """A console callback: one line per evaluation point."""
     start = time.time()
 
@@ -313,11 +355,59 @@ def progress_line(method: str, seed: int, unit: str, budget: float):
         elapsed = time.time() - start
         left = (f', about {elapsed / spent * (1 - spent):.0f} s left'
                 if 0 < spent < 1 else '')
-        print(f'[equal-budget] {method} seed {seed}: {spent:4.0%} of '
+        print(f'[equal-budget] {name}: {spent:4.0%} of '
               f'{budget:g} {unit}  {scores}  (run {elapsed:.0f} s{left})',
               flush=True)
 
     return on_record
+
+
+def run_one(args: argparse.Namespace, expected: Dict, config: str,
+            method: str, seed: int, rung: Optional[float],
+            train_for_budget) -> None:
+    """Train and score one (method, seed[, rung]) unless it is done."""
+    path = run_path(args.out, method, seed, rung)
+    name = f'{method} seed {seed}' + ('' if rung is None else
+                                      f' rung {rung:g}')
+    if finished(path, expected):
+        print(f'[equal-budget] {name}: done before, kept ({path})')
+        return
+    print(f'[equal-budget] {name}: {osp.relpath(config, REPO_ROOT)}')
+    budget = args.budget * (1. if rung is None else rung)
+    run = train_for_budget(
+        config,
+        budget * UNIT_SCALE[args.unit],
+        unit=args.unit,
+        seed=seed,
+        work_dir=osp.join(args.out, 'work',
+                          osp.splitext(osp.basename(path))[0]),
+        train_samples=args.train_samples,
+        data_root=args.data_root,
+        cfg_options=args.cfg_options,
+        lr_scale=args.lr_scale[method],
+        eval_points=args.eval_points,
+        eval_train_samples=args.eval_train_samples,
+        eval_test_samples=args.eval_test_samples,
+        probe_epochs=args.probe_epochs,
+        finetune_samples=args.finetune_samples,
+        finetune_epochs=args.finetune_epochs,
+        split=args.split,
+        val_images=args.val_images,
+        # the random-initialisation floor once per (method, seed): on the
+        # largest rung
+        eval_init=rung is None or rung == max(args.rungs),
+        on_record=progress_line(name, args.unit, budget))
+    run.pop('model')
+    run.update(
+        method=method,
+        config=osp.relpath(config, REPO_ROOT),
+        protocol=expected,
+        rung=rung)
+    final = run['curve'][-1]
+    # the machine's speed in this sitting, beside the run's scores
+    print(f"[equal-budget] {name}: {final['images'] / final['seconds']:.0f} "
+          f"images/s over {final['seconds']:.0f} s, {final['iters']} steps")
+    write_json(path, run)
 
 
 def main(argv=None) -> None:
@@ -334,41 +424,15 @@ def main(argv=None) -> None:
             raise SystemExit(f'{method}: no configs/{method}/{method}_'
                              f'{args.family}-*_fashion-mnist.py')
         configs[method] = config
-    for seed in args.seeds:
-        for method in args.methods:
-            path = run_path(args.out, method, seed)
-            if finished(path, expected):
-                print(f'[equal-budget] {method} seed {seed}: done before, '
-                      f'kept ({path})')
-                continue
-            print(f'[equal-budget] {method} seed {seed}: '
-                  f'{osp.relpath(configs[method], REPO_ROOT)}')
-            run = train_for_budget(
-                configs[method],
-                args.budget * UNIT_SCALE[args.unit],
-                unit=args.unit,
-                seed=seed,
-                work_dir=osp.join(args.out, 'work', f'{method}_seed{seed}'),
-                train_samples=args.train_samples,
-                data_root=args.data_root,
-                cfg_options=args.cfg_options,
-                lr_scale=args.lr_scale[method],
-                eval_points=args.eval_points,
-                eval_train_samples=args.eval_train_samples,
-                eval_test_samples=args.eval_test_samples,
-                probe_epochs=args.probe_epochs,
-                finetune_samples=args.finetune_samples,
-                finetune_epochs=args.finetune_epochs,
-                split=args.split,
-                val_images=args.val_images,
-                on_record=progress_line(method, seed, args.unit,
-                                        args.budget))
-            run.pop('model')
-            run.update(
-                method=method,
-                config=osp.relpath(configs[method], REPO_ROOT),
-                protocol=expected)
-            write_json(path, run)
+    # a folder holds one protocol: refuse before training anything
+    for path in sorted(glob.glob(osp.join(args.out, 'runs', '*.json'))):
+        finished(path, expected)
+    rungs = args.rungs or [None]
+    for index, seed in enumerate(args.seeds):
+        for method in method_order(args.methods, index):
+            for rung in rungs:
+                run_one(args, expected, configs[method], method, seed, rung,
+                        train_for_budget)
     for method in args.methods:
         measure_costs(configs[method], args.out, method)
     measure_baselines(args, expected)

@@ -24,6 +24,7 @@ Example:
 import argparse
 import glob
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -76,17 +77,205 @@ def load_runs(folders: Sequence[str]) -> Dict[str, List[Dict]]:
             elif diff:
                 raise ValueError(f'{path} differs from the other runs in '
                                  f'{diff}: report one protocol at a time')
-            seeds = {r['seed'] for r in runs.get(run['method'], [])}
-            if run['seed'] in seeds:
-                raise ValueError(f'{run["method"]} seed {run["seed"]} '
-                                 'appears twice')
+            seen = {(r['seed'], r.get('rung'))
+                    for r in runs.get(run['method'], [])}
+            if (run['seed'], run.get('rung')) in seen:
+                rung = run.get('rung')
+                raise ValueError(f'{run["method"]} seed {run["seed"]}' +
+                                 ('' if rung is None else f' rung {rung:g}')
+                                 + ' appears twice')
             runs.setdefault(run['method'], []).append(run)
     if not runs:
         raise ValueError(f'no runs/*.json in {list(folders)}')
     return {
-        m: sorted(r, key=lambda run: run['seed'])
+        m: sorted(r, key=lambda run: (run['seed'], run.get('rung') or 0))
         for m, r in runs.items()
     }
+
+
+def headline_runs(runs: Dict[str, List[Dict]]) -> Dict[str, List[Dict]]:
+    """A ladder's runs at its largest rung (the headline budget); other
+    runs as they are."""
+    rungs = next(iter(runs.values()))[0]['protocol'].get('rungs')
+    if not rungs:
+        return runs
+    top = max(rungs)
+    return {
+        m: [r for r in rs if r.get('rung') == top]
+        for m, rs in runs.items() if any(r.get('rung') == top for r in rs)
+    }
+
+
+def log_reach(points: List[tuple], target: float) -> Optional[Dict]:
+    """The budget at which a score first reaches ``target`` along a ladder.
+
+    Args:
+        points (list[tuple]): ``(budget, score)`` of each rung, by budget.
+        target (float): The score to reach.
+
+    Returns:
+        dict or None: ``budget`` (linear in log budget between the two rungs
+        around the crossing) and ``at_lowest`` (the lowest rung already
+        scores ``target``: the budget is an upper bound); None if no rung
+        reaches it.
+    """
+    for i, (budget, score) in enumerate(points):
+        if score >= target:
+            if i == 0:
+                return dict(budget=budget, at_lowest=True)
+            low, low_score = points[i - 1]
+            share = (target - low_score) / (score - low_score)
+            return dict(
+                budget=math.exp(
+                    math.log(low) + share *
+                    (math.log(budget) - math.log(low))),
+                at_lowest=False)
+    return None
+
+
+LADDER_SCORES = (('linear_top1', 'probe'), ('knn_top1', 'kNN'),
+                 ('finetune_top1', 'fine-tune'))
+# FLOPs to MAE's final probe and low-label fine-tune, as a ratio to MAE's
+TARGETS_FLOPS = dict(localmim=0.5, prmim=0.8)
+
+
+def build_ladder(runs: Dict[str, List[Dict]],
+                 same_machine: bool) -> Optional[Dict]:
+    """Time-to-accuracy from a budget ladder.
+
+    Each rung is a separate run with its whole schedule in the rung's
+    budget. MAE's final score is the mean over its seeds at the largest
+    rung; for every method and measure the FLOPs (and, on one machine, the
+    seconds) at which its seed-mean rung scores reach it are read by
+    :func:`log_reach` and divided by MAE's at the largest rung. The band is
+    the same read from each seed's own rungs (min..max over seeds; a seed
+    that never reaches it makes the band open).
+    """
+    rungs = next(iter(runs.values()))[0]['protocol'].get('rungs')
+    if not rungs or BASELINE not in runs:
+        return None
+    top = max(rungs)
+    axes = ['flops'] + (['seconds'] if same_machine else [])
+
+    def finals(method_runs, rung):
+        return [r['curve'][-1] for r in method_runs if r.get('rung') == rung]
+
+    base_top = finals(runs[BASELINE], top)
+    if not base_top:
+        return None
+    reference = {axis: statistics.mean(f[axis] for f in base_top)
+                 for axis in axes}
+    methods = {}
+    for method, method_runs in runs.items():
+        table = []
+        for rung in rungs:
+            points = finals(method_runs, rung)
+            if not points:
+                continue
+            entry = dict(rung=rung, seeds=len(points))
+            for axis in axes:
+                entry[axis] = statistics.mean(p[axis] for p in points)
+            for key, _ in LADDER_SCORES:
+                if all(key in p for p in points):
+                    entry[key] = summarize([p[key] for p in points])
+            table.append(entry)
+        reach_ = {}
+        for key, _ in LADDER_SCORES:
+            if not all(key in f for f in base_top) or not all(
+                    key in e for e in table):
+                continue
+            target = statistics.mean(f[key] for f in base_top)
+            entry = dict(target=target)
+            for axis in axes:
+                mean = log_reach([(e[axis], e[key]['mean']) for e in table],
+                                 target)
+                per_seed = []
+                for seed in sorted({r['seed'] for r in method_runs}):
+                    own = sorted(
+                        (r['curve'][-1][axis], r['curve'][-1][key])
+                        for r in method_runs
+                        if r['seed'] == seed and key in r['curve'][-1])
+                    hit = log_reach(own, target)
+                    per_seed.append(None if hit is None else
+                                    hit['budget'] / reference[axis])
+                entry[axis] = dict(
+                    ratio=None if mean is None else mean['budget'] /
+                    reference[axis],
+                    at_lowest=bool(mean and mean['at_lowest']),
+                    seeds=per_seed)
+            reach_[key] = entry
+        methods[method] = dict(rungs=table, reach=reach_)
+        if method in TARGETS_FLOPS:
+            limit = TARGETS_FLOPS[method]
+            ratios = [
+                reach_[k]['flops']['ratio']
+                for k in ('linear_top1', 'finetune_top1') if k in reach_
+            ]
+            methods[method]['target'] = dict(
+                limit=limit,
+                met=bool(ratios) and all(r is not None and r <= limit
+                                         for r in ratios))
+    return dict(rungs=rungs, reference=reference, methods=methods)
+
+
+def fmt_band(entry: Dict) -> str:
+    """'0.42 (0.35-0.51)': the ratio of the seed mean and the seeds'
+    range; '<=' when the lowest rung already reaches the target."""
+    if entry['ratio'] is None:
+        text = 'not reached'
+    else:
+        text = ('<= ' if entry['at_lowest'] else '') + f"{entry['ratio']:.2f}"
+    seeds = entry['seeds']
+    if len(seeds) > 1:
+        known = [s for s in seeds if s is not None]
+        low = f'{min(known):.2f}' if known else '-'
+        high = ('not reached' if None in seeds else f'{max(known):.2f}')
+        text += f' ({low}..{high})'
+    return text
+
+
+def ladder_markdown(ladder: Dict) -> List[str]:
+    """The ladder's tables: scores per rung, budget to MAE's final."""
+    rungs = ', '.join(f'{r:g}' for r in ladder['rungs'])
+    lines = [
+        '', f'Budget ladder: rungs {rungs} of the headline budget, each a '
+        'separate run with its whole schedule (warm-up, cosine) in its own '
+        'budget. Final scores per rung, mean ± std over seeds:', '',
+        '| method | rung | TFLOPs | train seconds | probe top-1 (%) | kNN '
+        'top-1 (%) | fine-tune top-1 (%) |', '| --- ' * 7 + '|'
+    ]
+    for method, entry in ladder['methods'].items():
+        for rung in entry['rungs']:
+            secs = rung.get('seconds')
+            lines.append(
+                f"| {NAMES.get(method, method)} | {rung['rung']:g} "
+                f"| {rung['flops'] / 1e12:.3g} "
+                f"| {'-' if secs is None else f'{secs:.0f}'} | " +
+                ' | '.join(fmt(rung.get(k)) for k, _ in LADDER_SCORES) +
+                ' |')
+    axes = [a for a in ('flops', 'seconds') if a in ladder['reference']]
+    for axis in axes:
+        what = 'FLOPs' if axis == 'flops' else 'Training time'
+        lines += [
+            '', f"{what} to reach MAE's final score (MAE's seed mean at the "
+            'largest rung), x MAE\'s budget there; interpolated in log '
+            'budget between rungs; in brackets the seeds\' range:', '',
+            '| method | probe | kNN | fine-tune |', '| --- | --- | --- | --- |'
+        ]
+        for method, entry in ladder['methods'].items():
+            lines.append(f'| {NAMES.get(method, method)} | ' + ' | '.join(
+                fmt_band(entry['reach'][k][axis]) if k in entry['reach']
+                else '-' for k, _ in LADDER_SCORES) + ' |')
+    targets = [(m, e['target']) for m, e in ladder['methods'].items()
+               if 'target' in e]
+    if targets:
+        lines += ['', 'Targets (FLOPs to MAE\'s final probe and fine-tune):',
+                  '']
+        lines += [
+            f"- {NAMES.get(m, m)}: <= {t['limit']}x: "
+            f"{'met' if t['met'] else 'missed'}" for m, t in targets
+        ]
+    return lines
 
 
 def load_costs(folders: Sequence[str]) -> Dict[str, Dict]:
@@ -381,7 +570,8 @@ def to_markdown(report: Dict) -> str:
                 str(s) for s in sorted({s for r in rows
                                         for s in r['seeds']})) + '):', '',
             '| method | images seen | kNN top-1 (%) | probe top-1 (%) '
-            '| fine-tune top-1 (%) |', '| --- | --- | --- | --- | --- |'
+            '| fine-tune top-1 (%) | images/s in that seed\'s sitting |',
+            '| --- | --- | --- | --- | --- | --- |'
         ]
         for row in rows:
             cells = [' / '.join(f'{v:.0f}' for v in row['images']['values'])]
@@ -389,6 +579,8 @@ def to_markdown(report: Dict) -> str:
                 ' / '.join(f'{v:.2f}' for v in row[key]['values'])
                 if key in row else '-' for key, _ in FINAL_SCORES
             ]
+            cells.append(' / '.join(
+                f'{v:.0f}' for v in row['images_per_second']['values']))
             lines.append(f"| {NAMES.get(row['method'], row['method'])} | " +
                          ' | '.join(cells) + ' |')
     if report['same_machine'] and report['speed_spread'] > SPEED_DRIFT:
@@ -416,6 +608,8 @@ def to_markdown(report: Dict) -> str:
         '', '"(floor)": the random-initialisation score already reaches '
         'MAE\'s final score; "not reached": not within the budget.'
     ]
+    if report.get('ladder'):
+        lines += ladder_markdown(report['ladder'])
     return '\n'.join(lines) + '\n'
 
 
@@ -459,8 +653,10 @@ def main(argv=None) -> Dict:
     args = parse_args(argv)
     out = args.out or args.folders[0]
     os.makedirs(out, exist_ok=True)
-    report = build_report(load_runs(args.folders), load_costs(args.folders))
+    runs = load_runs(args.folders)
+    report = build_report(headline_runs(runs), load_costs(args.folders))
     report['baselines'] = load_baselines(args.folders, report['protocol'])
+    report['ladder'] = build_ladder(runs, single_machine(runs))
     with open(osp.join(out, 'quality.json'), 'w') as f:
         json.dump(report, f, indent=1)
     table = to_markdown(report)

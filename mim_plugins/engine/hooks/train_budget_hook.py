@@ -176,7 +176,9 @@ class TrainBudgetHook(Hook):
             iters=self.iters,
             images=self.iters * runner.train_dataloader.batch_size,
             seconds=self.seconds,
-            epochs=self.iters / self._epoch_length)
+            epochs=self.iters / self._epoch_length,
+            # where the schedule stands: min_lr_ratio at the budget's end
+            lr_factor=self.lr_factor(self.progress))
         if self.flops_per_iter:
             record['flops'] = self.iters * self.flops_per_iter
         if self.evaluate is not None:
