@@ -277,7 +277,7 @@ class LocalMIMSwin(SwinTransformer):
             in_channels=self.patch_embed.projection.in_channels,
             fewest_masked=num_masked,
             masking=f'mask_ratio={self.mask_ratio}',
-            hierarchical=True)
+            kind='swin')
 
     @property
     def num_cells(self) -> int:

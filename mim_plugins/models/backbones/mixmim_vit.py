@@ -219,7 +219,8 @@ class MixMIMViT(MAEViT):
             in_channels=self.patch_embed.projection.in_channels,
             fewest_masked=self.fewest_reconstructed(),
             masking=f'mask_ratio={self.mask_ratio}, range_mask_ratio='
-            f'{self.range_mask_ratio}, {h * w} tokens')
+            f'{self.range_mask_ratio}, {h * w} tokens',
+            kind='mixed')
 
     def random_masking(self,
                        x: torch.Tensor,

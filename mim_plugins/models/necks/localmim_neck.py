@@ -38,7 +38,8 @@ def check_localmim_head(head: nn.Module, scales: Sequence[float],
     if len(encoder.grids) != n:
         raise ValueError(
             f'`backbone.out_indices` gives {len(encoder.grids)} taps but the '
-            f'neck has {n} decoders; give one per tap{where}')
+            f'neck has {n} decoders; give one per tap (a BIM block: one '
+            f'`LocalMIMDecoder`){where}')
     if list(head.scales) != list(scales):
         raise ValueError(f'`neck.scales`={list(scales)} differs from '
                          f'`head.scales`={head.scales}{where}')
@@ -271,13 +272,13 @@ class LocalMIMNeck(ReconstructionDecoder, BaseModule):
     def check_fits(self, head: nn.Module, encoder: EncoderGrid,
                    where: str) -> None:
         """One decoder per tap, the taps' grid and width, the head."""
-        if encoder.hierarchical:
-            raise TypeError('the taps of a hierarchical encoder need '
-                            '`neck.type`=\'LocalMIMSwinNeck\', got '
-                            f'{type(self).__name__}{where}')
         check_localmim_head(head, self.scales, self.out_channels, encoder,
                             where)
-        check_tokens(self.decoders[0], encoder, where)
+        # every tap on the same grid: check one as a single output
+        check_tokens(
+            self.decoders[0],
+            encoder._replace(
+                grids=encoder.grids[:1], widths=encoder.widths[:1]), where)
 
 
 @MODELS.register_module()
@@ -397,6 +398,8 @@ class LocalMIMSwinNeck(ReconstructionDecoder, BaseModule):
         init_cfg (dict, optional): Initialization config.
     """
 
+    encoder_kinds = ('swin', )
+
     def __init__(self,
                  in_channels: Sequence[int],
                  grids: Sequence[int],
@@ -447,10 +450,6 @@ class LocalMIMSwinNeck(ReconstructionDecoder, BaseModule):
                    where: str) -> None:
         """One decoder per tap of its width and grid, the head's target
         grids on the taps' grids."""
-        if not encoder.hierarchical:
-            raise TypeError('the taps of a plain ViT need `neck.type`='
-                            f'\'LocalMIMNeck\', got {type(self).__name__}'
-                            f'{where}')
         check_localmim_head(head, head.scales, self.out_channels, encoder,
                             where)
         if self.in_channels != list(encoder.widths):

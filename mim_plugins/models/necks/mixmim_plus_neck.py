@@ -51,6 +51,8 @@ class MixMIMPlusPretrainDecoder(ReconstructionDecoder, MixMIMPretrainDecoder):
         init_cfg (dict | list[dict], optional): Initialization config.
     """
 
+    encoder_kinds = ('mixed', )
+
     def __init__(self,
                  num_patches: int = 49,
                  patch_size: int = 16,

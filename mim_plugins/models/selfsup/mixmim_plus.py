@@ -10,7 +10,8 @@ from torch import nn
 from ..backbones.mixmim_vit import (MixMIMViT, check_mixing_ratios,
                                     check_pairing_batch)
 from ..heads.mixmim_plus_head import MixMIMPlusPretrainHead
-from ..utils.decoder import EncoderGrid, check_decoder, decoder_loss
+from ..utils.decoder import (ENCODER_KINDS, EncoderGrid, check_decoder,
+                             decoder_loss)
 
 
 def _builds(cfg: Union[dict, nn.Module], cls: type) -> bool:
@@ -60,7 +61,8 @@ def hierarchical_grid(backbone: MixMIMPretrainTransformer) -> EncoderGrid:
         in_channels=backbone.patch_embed.projection.in_channels,
         fewest_masked=min(least_mixed, L - int(L * (mask_ratio + extra))),
         masking=f'mask_ratio={mask_ratio}, range_mask_ratio={extra}, '
-        f'{L} tokens')
+        f'{L} tokens',
+        kind='mixed')
 
 
 @MODELS.register_module()
@@ -110,6 +112,12 @@ class MixMIMPlus(MixMIM):
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if isinstance(neck, dict) and 'encoder_stride' not in neck:
+            # mmpretrain's MixMIM sets the head's patch from it
+            raise TypeError(
+                'MixMIMPlus needs a decoder of both mixed branches, set by '
+                f'`neck.encoder_stride`: `neck.type`={ENCODER_KINDS["mixed"]}'
+                f', got {neck.get("type")!r} without `encoder_stride`')
         if _builds(head, MixMIMPlusPretrainHead):
             head = dict(head)
             head.setdefault('in_channels', neck.get('in_chans', 3))

@@ -11,7 +11,16 @@ by an :class:`EncoderGrid`.
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
+from mmpretrain.models import MixMIMPretrainDecoder
 from torch import nn
+
+# The decoders that read each kind of encoder output, for the messages.
+ENCODER_KINDS = {
+    'masked': "'MAEPretrainDecoder', 'PRMIMPretrainDecoder', "
+    "'LocalMIMDecoder' (one output) or 'LocalMIMNeck' (LocalMIM's taps)",
+    'mixed': "'MixMIMPlusPretrainDecoder' or 'PRMIMMixMIMPretrainDecoder'",
+    'swin': "'LocalMIMSwinNeck'",
+}
 
 
 class EncoderGrid(NamedTuple):
@@ -30,9 +39,12 @@ class EncoderGrid(NamedTuple):
             may have to reconstruct.
         masking (str): The encoder settings giving ``fewest_masked``, for
             the messages, e.g. ``'mask_ratio=0.75'``.
-        hierarchical (bool): Whether the outputs come from the stages of a
-            hierarchical encoder (Swin) rather than the layers of a plain
-            one. Defaults to False.
+        kind (str): How the encoder hides what is reconstructed, which
+            decides the decoders that can read it (:data:`ENCODER_KINDS`):
+            ``'masked'`` (MAE's per-sample masking, restore ids),
+            ``'mixed'`` (MixMIM's two images per sample) or ``'swin'``
+            (LocalMIM's Swin, one mask per batch, stage taps). Defaults to
+            ``'masked'``.
     """
     grids: Tuple[int, ...]
     widths: Tuple[int, ...]
@@ -41,7 +53,7 @@ class EncoderGrid(NamedTuple):
     in_channels: int
     fewest_masked: int
     masking: str
-    hierarchical: bool = False
+    kind: str = 'masked'
 
     @property
     def num_tokens(self) -> int:
@@ -56,7 +68,13 @@ class ReconstructionDecoder:
     mask)`` (a tuple of masks, a list of scales) says so here, and how it
     fits an encoder; the algorithms call :func:`decoder_loss` and
     :func:`check_decoder` and never look at the neck's type.
+
+    Attributes:
+        encoder_kinds (tuple[str]): The :attr:`EncoderGrid.kind` values of
+            the encoders this decoder reads.
     """
+
+    encoder_kinds = ('masked', )
 
     def reconstruction_loss(self, head: nn.Module, latent,
                             ids_restore: Optional[torch.Tensor],
@@ -146,8 +164,18 @@ def check_decoder(neck: nn.Module,
         ValueError: On a size that does not fit, naming the field.
     """
     if isinstance(neck, ReconstructionDecoder):
+        kinds = neck.encoder_kinds
+    else:  # mmpretrain's decoders
+        kinds = ('mixed', ) if isinstance(neck, MixMIMPretrainDecoder) else \
+            ('masked', )
+    if encoder.kind not in kinds:
+        raise TypeError(
+            f'`neck.type`={type(neck).__name__!r} decodes {kinds[0]!r} '
+            f'encoder outputs, but the backbone\'s are {encoder.kind!r}: '
+            f'use `neck.type`={ENCODER_KINDS[encoder.kind]}{where}')
+    if isinstance(neck, ReconstructionDecoder):
         neck.check_fits(head, encoder, where)
-    else:  # mmpretrain's decoders: MAE-style pixel prediction
+    else:  # MAE-style pixel prediction
         check_plain_head(neck, head, where)
         check_tokens(neck, encoder, where)
         check_pixel_head(neck, head, encoder, where)
@@ -168,6 +196,11 @@ def check_tokens(neck: nn.Module, encoder: EncoderGrid, where: str) -> None:
     Every decoder with a token grid and an input embedding (MAE's, MixMIM's,
     PR-MIM's, a LocalMIM scale decoder) is checked here.
     """
+    if len(encoder.grids) != 1:
+        raise ValueError(
+            f'`neck.type`={type(neck).__name__!r} reads one encoder output, '
+            f'the backbone gives {len(encoder.grids)} (`backbone.'
+            f'out_indices`): use `neck.type`=\'LocalMIMNeck\'{where}')
     tokens, width = encoder.num_tokens, encoder.widths[0]
     if neck.num_patches != tokens:
         side = encoder.grids[0]
