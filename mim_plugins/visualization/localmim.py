@@ -37,16 +37,56 @@ def _energy_image(values: torch.Tensor, shape, low: torch.Tensor,
     return low + (high - low) * energy.expand(B, C, H, W)
 
 
+def pixel_mask(head: nn.Module, mask: torch.Tensor,
+               inputs: torch.Tensor) -> torch.Tensor:
+    """The patch mask (B, L) as a (B, 1, H, W) pixel mask, 1 = masked."""
+    B, C, H, W = inputs.shape
+    patch = head.patch_size
+    grid = (H // patch, W // patch)
+    return F.interpolate(
+        mask.float().reshape(-1, 1, *grid).expand(B, 1, *grid),
+        scale_factor=patch,
+        mode='nearest').to(inputs.dtype)
+
+
+def scale_panels(head: nn.Module, k: int, pred: torch.Tensor,
+                 inputs: torch.Tensor,
+                 mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Pictures of one LocalMIM scale ``k`` of ``head``.
+
+    Pixel targets: the reconstruction at the scale's cell size (per-cell
+    normalisation undone with the true cell's statistics) and the
+    composite. HOG targets: the per-cell HOG energy (norm over the
+    orientation bins) of the target and of the prediction, dark to bright.
+
+    Returns:
+        dict[str, Tensor]: ``reconstruction``/``composite`` for pixels,
+        ``HOG target``/``HOG prediction`` for HOG.
+    """
+    cell = head.cell_sizes[k]
+    if head.target == 'pixel':
+        if head.norm_pix:
+            raw = _cells(inputs, cell)
+            mean = raw.mean(dim=-1, keepdim=True)
+            var = raw.var(dim=-1, keepdim=True)
+            pred = pred * (var + 1.e-6)**.5 + mean
+        rec = _image(pred, cell, inputs.shape)
+        m = pixel_mask(head, mask, inputs)
+        return OrderedDict(
+            reconstruction=rec, composite=inputs * (1 - m) + rec * m)
+    target = head.construct_targets(inputs)[k]
+    low, high = inputs.amin(), inputs.amax()
+    return OrderedDict([
+        ('HOG target', _energy_image(target, inputs.shape, low, high)),
+        ('HOG prediction', _energy_image(pred, inputs.shape, low, high)),
+    ])
+
+
 @register_reconstructor('LocalMIM')
 def localmim_panels(model: nn.Module,
                     inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Panels of LocalMIM at its finest scale (the lowest tap's decoder).
-
-    Pixel targets: the reconstruction of the masked patches at the finest
-    cell size (per-cell normalisation undone with the true cell's
-    statistics) and the composite.  HOG targets: the per-cell HOG energy
-    (norm over the orientation bins) of the target and of the prediction,
-    drawn dark to bright.
+    """Panels of LocalMIM at its finest scale (the lowest tap's decoder),
+    drawn by :func:`scale_panels`.
 
     Returns:
         dict[str, Tensor]: ``original``, ``masked`` and, for pixels,
@@ -56,29 +96,9 @@ def localmim_panels(model: nn.Module,
     latents, mask, ids_restore = model.backbone(inputs)
     preds = model.neck(latents, mask if ids_restore is None else ids_restore)
     head = model.head
-    B, C, H, W = inputs.shape
-    patch = head.patch_size
-    grid = (H // patch, W // patch)
-    pixel_mask = F.interpolate(
-        mask.float().reshape(-1, 1, *grid).expand(B, 1, *grid),
-        scale_factor=patch,
-        mode='nearest').to(inputs.dtype)
-    panels = OrderedDict(original=inputs, masked=inputs * (1 - pixel_mask))
+    panels = OrderedDict(
+        original=inputs, masked=inputs * (1 - pixel_mask(head, mask, inputs)))
     finest = min(range(len(head.scales)), key=lambda k: head.cell_sizes[k])
-    cell, pred = head.cell_sizes[finest], preds[finest]
-    if head.target == 'pixel':
-        if head.norm_pix:
-            raw = _cells(inputs, cell)
-            mean = raw.mean(dim=-1, keepdim=True)
-            var = raw.var(dim=-1, keepdim=True)
-            pred = pred * (var + 1.e-6)**.5 + mean
-        rec = _image(pred, cell, inputs.shape)
-        panels['reconstruction'] = rec
-        panels['composite'] = inputs * (1 - pixel_mask) + rec * pixel_mask
-    else:
-        target = head.construct_targets(inputs)[finest]
-        low, high = inputs.amin(), inputs.amax()
-        panels['HOG target'] = _energy_image(target, inputs.shape, low, high)
-        panels['HOG prediction'] = _energy_image(pred, inputs.shape, low, high)
+    panels.update(scale_panels(head, finest, preds[finest], inputs, mask))
     panels['mask'] = mask
     return panels

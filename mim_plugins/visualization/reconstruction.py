@@ -117,22 +117,33 @@ def bim_panels(model: nn.Module,
                inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Panels of BIM: one composite per block (each has its own decoder).
 
+    A block with a LocalMIM scale decoder is drawn at its scale
+    (:func:`scale_panels`: its composite for pixels, its HOG prediction
+    for HOG).
+
     Returns:
         dict[str, Tensor]: ``original``, ``masked``, ``block1`` ...
         ``blockK`` (visible patches from the input, masked ones as that
         block's decoder predicts them) and ``mask``.
     """
+    from ..models.heads import LocalMIMHead
+    from .localmim import pixel_mask, scale_panels  # it imports this module
     x, mask, ids_restore = model.backbone.forward_stem(inputs)
-    m = mask.unsqueeze(-1).to(inputs.dtype)
     panels = OrderedDict(original=inputs)
     for k in range(model.num_blocks):
         x, latent = model.backbone.forward_block(x, k)
         head = model.head[k]
-        target = head.patchify(inputs)
+        pred = model.neck[k](latent, ids_restore)
         if k == 0:
-            panels['masked'] = head.unpatchify(target * (1 - m))
-        pred = predicted_patches(head, model.neck[k](latent, ids_restore),
-                                 target)
+            panels['masked'] = inputs * (1 - pixel_mask(head, mask, inputs))
+        if isinstance(head, LocalMIMHead):  # a LocalMIM scale decoder
+            drawn = scale_panels(head, 0, pred, inputs, mask)
+            panels[f'block{k + 1}'] = drawn.get('composite',
+                                                drawn.get('HOG prediction'))
+            continue
+        target = head.patchify(inputs)
+        pred = predicted_patches(head, pred, target)
+        m = mask.unsqueeze(-1).to(pred.dtype)
         panels[f'block{k + 1}'] = head.unpatchify(target * (1 - m) + pred * m)
     panels['mask'] = mask
     return panels
