@@ -47,10 +47,10 @@ def code_lines(text: str) -> List[str]:
 def commands(line: str) -> Dict[str, Set[str]]:
     """The tools, configs and config names one line calls."""
     found = dict(python=set(), shell=set(), configs=set(), names=set())
-    found['python'] |= set(
-        re.findall(r'python3? +(tools/[\w./-]+\.py)', line))
-    found['shell'] |= set(re.findall(r'(?:^|\s)(?:bash +|sh +)?'
-                                     r'(tools/[\w./-]+\.sh)', line))
+    found['python'] |= set(re.findall(r'python3? +(tools/[\w./-]+\.py)', line))
+    found['shell'] |= set(
+        re.findall(r'(?:^|\s)(?:bash +|sh +)?'
+                   r'(tools/[\w./-]+\.sh)', line))
     for script in re.findall(r'mim run \S+ (\w+)', line):
         found['python'].add(script)  # a tool found by name
     for path in CONFIG.findall(line):
@@ -106,7 +106,8 @@ def missing(found: Dict[str, Set[str]]) -> List[str]:
 FOUND = collect()
 PYTHON_TOOLS = sorted({
     osp.relpath(tool_path(t), REPO_ROOT)
-    for found in FOUND.values() for t in found['python']
+    for found in FOUND.values()
+    for t in found['python']
 })
 
 

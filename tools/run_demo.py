@@ -151,11 +151,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--seed', type=int, default=0, help='seed of every run')
     parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help="pre-training batch of every method (default: the configs' "
+        '256)')
+    parser.add_argument(
+        '--lr-scale',
+        type=float,
+        default=1.,
+        help="every method's learning rate times this (default 1)")
+    parser.add_argument(
+        '--warmup',
+        type=float,
+        default=None,
+        metavar='FRACTION',
+        help="warm-up over this fraction of the budget for every method "
+        "(default: the configs' 0.1)")
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='overrides of every method\'s config')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if not args.lr_scale > 0:
+        parser.error(f'--lr-scale must be > 0, got {args.lr_scale}')
+    if args.warmup is not None and not 0 <= args.warmup < 1:
+        parser.error(f'--warmup must be in [0, 1), got {args.warmup}')
+    return args
 
 
 def load_config(path: str, args: argparse.Namespace) -> Config:
@@ -295,6 +320,9 @@ def main(argv=None) -> None:
             train_samples=args.train_samples,
             data_root=args.data_root,
             cfg_options=args.cfg_options,
+            lr_scale=args.lr_scale,
+            batch_size=args.batch_size,
+            warmup=args.warmup,
             eval_points=args.eval_points,
             eval_train_samples=args.eval_train_samples,
             eval_test_samples=args.eval_test_samples,
@@ -309,7 +337,11 @@ def main(argv=None) -> None:
         save_pictures(model, cfg, method, png)
         # tensor sizes, measured on two small batches and extrapolated to
         # the config's batch: not a matter of machine load
-        memory = measure_config(configs[method], batch_size=8, iters=1)
+        memory = measure_config(
+            configs[method],
+            batch_size=8,
+            mem_batch=run['batch_size'],
+            iters=1)
         run.update(
             method=method,
             peak_bytes=memory['peak_bytes_at_mem_batch'],
@@ -326,6 +358,10 @@ def main(argv=None) -> None:
         finetune_samples=args.finetune_samples,
         finetune_epochs=args.finetune_epochs,
         seed=args.seed,
+        # the recipe knobs, the same for every method (None: the configs')
+        batch_size=args.batch_size,
+        lr_scale=args.lr_scale,
+        warmup=args.warmup,
         demo_seconds=time.time() - start,
         baselines=baselines,
         runs=rows)

@@ -92,8 +92,7 @@ def localmim_hogs(localmim_cfg) -> Dict:
     head = MODELS.build(head_cfg)
     hogs = list(head.hog)
     patch = [
-        h for h, c in zip(hogs, head.cell_sizes)
-        if c == head_cfg.patch_size
+        h for h, c in zip(hogs, head.cell_sizes) if c == head_cfg.patch_size
     ]
     return dict(hogs=hogs, patch_cell=patch[0] if patch else None)
 
@@ -102,8 +101,7 @@ def baseline_extractors(data_preprocessor: nn.Module,
                         localmim_cfg=None) -> Dict[str, nn.Module]:
     """The baselines' feature extractors, by name (:data:`BASELINES`); the
     HOG ones only when a LocalMIM config is given."""
-    extractors = dict(pixels=FixedFeatures(data_preprocessor,
-                                           pixel_features))
+    extractors = dict(pixels=FixedFeatures(data_preprocessor, pixel_features))
     if localmim_cfg is not None:
         spec = localmim_hogs(localmim_cfg)
         hogs = nn.ModuleList(spec['hogs'])

@@ -232,6 +232,8 @@ def train_for_budget(config: str,
                      data_root: Optional[str] = None,
                      cfg_options: Optional[dict] = None,
                      lr_scale: float = 1.,
+                     batch_size: Optional[int] = None,
+                     warmup: Optional[float] = None,
                      eval_points: int = 8,
                      eval_train_samples: int = 5000,
                      eval_test_samples: int = 2000,
@@ -260,6 +262,11 @@ def train_for_budget(config: str,
         lr_scale (float): Multiplies the config's learning rate (the
             knob a learning-rate sweep turns; warm-up and cosine keep their
             shape).
+        batch_size (int, optional): Pre-training batch instead of the
+            config's (the learning rate is not rescaled: pair it with
+            ``lr_scale``). Defaults to None.
+        warmup (float, optional): Fraction of the budget with the linear
+            warm-up instead of the config's. Defaults to None.
         eval_points (int): Evaluations at ``k / eval_points`` of the budget.
         eval_train_samples (int): kNN bank / probe training images.
         eval_test_samples (int): Test images.
@@ -291,6 +298,11 @@ def train_for_budget(config: str,
     check_choice('unit', unit, ('seconds', 'flops', 'epochs'))
     if not lr_scale > 0:
         raise ValueError(f'lr_scale must be > 0, got {lr_scale!r}')
+    if batch_size is not None and not (isinstance(batch_size, int)
+                                       and batch_size >= 1):
+        raise ValueError(f'batch_size must be an int >= 1, got {batch_size!r}')
+    if warmup is not None and not 0 <= warmup < 1:
+        raise ValueError(f'warmup must be in [0, 1), got {warmup!r}')
     from mim_plugins.utils.efficiency import train_flops_per_image
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -298,6 +310,8 @@ def train_for_budget(config: str,
     # every method's optimizer (BIM's per-block ones included) is built
     # from this one entry
     cfg.optim_wrapper.optimizer.lr *= lr_scale
+    if batch_size is not None:
+        cfg.train_dataloader.batch_size = batch_size
     if data_root:
         cfg.data_root = data_root
     apply_data_root(cfg)
@@ -325,6 +339,8 @@ def train_for_budget(config: str,
         # MixMIM pairs images by flipping the batch: count with an even one
         flops_per_iter = train_flops_per_image(cfg, batch_size=2) * batch
     schedule = lr_schedule(cfg)
+    if warmup is not None:
+        schedule['warmup'] = warmup
     budget_config(cfg, unit, budget, flops_per_iter, epoch_length)
     cfg.randomness = dict(seed=seed, diff_rank_seed=False)
     cfg.work_dir = work_dir

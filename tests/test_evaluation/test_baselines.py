@@ -8,15 +8,16 @@ import torch
 from helpers import REPO_ROOT
 from mmengine.config import Config
 
-from mim_plugins.evaluation.baselines import (hog_mean_features,
-                                              localmim_hogs, pixel_features,
-                                              score_baselines)
+from mim_plugins.evaluation.baselines import (hog_mean_features, localmim_hogs,
+                                              pixel_features, score_baselines)
 from mim_plugins.evaluation.feature_eval import (build_feature_eval_loaders,
                                                  knn_classify)
 
 CONFIGS = {
-    m: osp.join(REPO_ROOT, f'configs/{m}/{m}_vit-mini-p4_1xb256-coslr-10e_'
-                'fashion-mnist.py')
+    m:
+    osp.join(
+        REPO_ROOT, f'configs/{m}/{m}_vit-mini-p4_1xb256-coslr-10e_'
+        'fashion-mnist.py')
     for m in ('mae', 'localmim')
 }
 
@@ -70,17 +71,19 @@ def test_baselines_score_like_the_encoders(fmnist_root):
         probe_epochs=20)
     assert set(scores) == {'pixels', 'hog_mean', 'hog_patches'}
     # 1 x 32 x 32 pixels; 4 scales x 9 bins; 8 x 8 cells of 4 px x 9 bins
-    assert [scores[k]['dims'] for k in ('pixels', 'hog_mean', 'hog_patches')
-            ] == [1024, 36, 576]
+    assert [scores[k]['dims']
+            for k in ('pixels', 'hog_mean', 'hog_patches')] == [1024, 36, 576]
+
     # the pixel baseline by hand: the padded images normalised with the
     # config's mean and std, flattened, through the same kNN
     def by_hand(loader):
         batches = list(loader)
         x = torch.cat([b['inputs'] for b in batches]).float()
         x = (x - 72.94) / 90.02
-        y = torch.cat([ds.gt_label for b in batches
-                       for ds in b['data_samples']])
+        y = torch.cat(
+            [ds.gt_label for b in batches for ds in b['data_samples']])
         return x.flatten(1), y
+
     assert scores['pixels']['knn_top1'] == knn_classify(
         *by_hand(loaders['train']), *by_hand(loaders['test']), k=5)
     # the fake classes are bright bars at different heights: pixels find

@@ -108,3 +108,33 @@ def test_low_label_finetune_learns_and_leaves_the_model(fmnist_root):
         assert torch.equal(before[key], value), key
     with pytest.raises(ValueError, match='epochs must be >= 1'):
         low_label_finetune(model, train, test, epochs=0)
+
+
+def test_recipe_knobs_batch_and_warmup(fmnist_root, tmp_path):
+    run = train_for_budget(
+        MINI['mae'],
+        1.,
+        unit='epochs',
+        work_dir=str(tmp_path / 'mae'),
+        train_samples=32,
+        data_root=fmnist_root,
+        cfg_options=SMALL,
+        batch_size=8,
+        warmup=0.5,
+        eval_points=2,
+        eval_train_samples=40,
+        eval_test_samples=20,
+        knn_k=5,
+        probe_epochs=2,
+        finetune_samples=0)
+    run.pop('model')
+    # batch 8 over 32 images: 4 steps, whatever the config's batch
+    assert run['batch_size'] == 8 and run['epoch_length'] == 4
+    assert run['schedule']['warmup'] == 0.5
+    # the warm-up ends at half the budget: the peak there (the configs'
+    # 0.1 would be well into the cosine), its end value at the end
+    assert [p['lr_factor'] for p in run['curve']] == [1e-4, 1., 0.]
+    for bad, said in ((dict(batch_size=0), 'batch_size must be an int'),
+                      (dict(warmup=1.), r'warmup must be in \[0, 1\)')):
+        with pytest.raises(ValueError, match=said):
+            train_for_budget(MINI['mae'], 1., unit='epochs', **bad)

@@ -13,8 +13,9 @@ from mim_plugins.evaluation.budget import train_for_budget
 from mim_plugins.evaluation.feature_eval import (build_feature_eval_loaders,
                                                  split_indices)
 
-MAE = osp.join(REPO_ROOT, 'configs/mae/mae_vit-mini-p4_1xb256-coslr-10e_'
-               'fashion-mnist.py')
+MAE = osp.join(
+    REPO_ROOT, 'configs/mae/mae_vit-mini-p4_1xb256-coslr-10e_'
+    'fashion-mnist.py')
 
 
 def images(loader) -> torch.Tensor:
@@ -42,8 +43,7 @@ def test_loaders_hold_the_validation_images_out(fmnist_root):
     cfg.data_root = fmnist_root
     everything = images(build_feature_eval_loaders(cfg, 0, 0)['train'])
     assert len(everything) == 320  # the fake training set
-    val = build_feature_eval_loaders(
-        cfg, 0, 0, split='val', val_images=100)
+    val = build_feature_eval_loaders(cfg, 0, 0, split='val', val_images=100)
     test = build_feature_eval_loaders(
         cfg, 50, 30, split='test', val_images=100)
     # validation: the last 100 training images; the bank: the 220 before

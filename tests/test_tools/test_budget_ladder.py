@@ -10,21 +10,21 @@ import pytest
 from helpers import REPO_ROOT
 from test_quality_benchmark import fake_run, load
 
+
 def tiny_ladder_args(root, out, *extra):
     return [
-        '--budget-flops', '0.04', '--rungs', '0.25', '0.5', '1',
-        '--methods', 'mae', '--seeds', '0', '--train-samples', '64',
-        '--eval-points', '1', '--eval-train-samples', '40',
-        '--eval-test-samples', '20', '--probe-epochs', '5',
-        '--finetune-samples', '0', '--data-root', root, '--out', out,
-        '--cfg-options', 'train_dataloader.batch_size=16',
+        '--budget-flops', '0.04', '--rungs', '0.25', '0.5', '1', '--methods',
+        'mae', '--seeds', '0', '--train-samples', '64', '--eval-points', '1',
+        '--eval-train-samples', '40', '--eval-test-samples', '20',
+        '--probe-epochs', '5', '--finetune-samples', '0', '--data-root', root,
+        '--out', out, '--cfg-options', 'train_dataloader.batch_size=16',
         'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False', *extra
     ]
 
 
-def test_ladder_runs_each_rung_with_its_whole_schedule(
-        fmnist_root, tmp_path, capsys, monkeypatch):
+def test_ladder_runs_each_rung_with_its_whole_schedule(fmnist_root, tmp_path,
+                                                       capsys, monkeypatch):
     monkeypatch.syspath_prepend(osp.join(REPO_ROOT, 'tools', 'benchmarks'))
     tool = load('fashion_mnist')
     out = str(tmp_path / 'ladder')
@@ -84,10 +84,11 @@ def test_ladder_options(capsys):
         assert '--rungs: distinct fractions' in capsys.readouterr().err
     # the order of the methods rotates between seeds
     methods = ['mae', 'bim', 'prmim']
-    assert [tool.method_order(methods, i) for i in range(4)] == [
-        ['mae', 'bim', 'prmim'], ['bim', 'prmim', 'mae'],
-        ['prmim', 'mae', 'bim'], ['mae', 'bim', 'prmim']
-    ]
+    assert [tool.method_order(methods, i)
+            for i in range(4)] == [['mae', 'bim', 'prmim'],
+                                   ['bim', 'prmim', 'mae'],
+                                   ['prmim', 'mae', 'bim'],
+                                   ['mae', 'bim', 'prmim']]
 
 
 def test_log_reach_by_hand():
@@ -170,8 +171,8 @@ def test_report_reads_the_ladder_in_log_budget(tmp_path):
     assert probe['ratio'] == pytest.approx(0.25 * 2**0.75)
     assert probe['seeds'] == pytest.approx([0.25 * 2**0.5, 0.5])
     # time: both methods at 10 s per TFLOP, so the same ratio
-    assert local['linear_top1']['seconds']['ratio'] == pytest.approx(
-        0.25 * 2**0.75)
+    assert local['linear_top1']['seconds']['ratio'] == pytest.approx(0.25 *
+                                                                     2**0.75)
     # the fine-tune is at MAE's final (70) from the lowest rung on
     finetune = local['finetune_top1']['flops']
     assert finetune['ratio'] == pytest.approx(0.125) and finetune['at_lowest']

@@ -352,7 +352,8 @@ def test_report_shows_the_baselines_without_training(tmp_path):
     assert result['baselines'] == scores
     text = (folder / 'quality.md').read_text()
     assert '| raw pixels (1024 dims) | 62.00 | 72.00 | - |' in text
-    assert '| HOG, cells averaged per scale (36 dims) | 40.00 | 45.00 |' in text
+    assert ('| HOG, cells averaged per scale (36 dims) | 40.00 | 45.00 |'
+            in text)
     # MAE ends at 60 / 70, below pixels on both; LocalMIM at 64 / 74
     assert ('- MAE: raw pixels: neither; HOG, cells averaged per scale: '
             'kNN, probe') in text
@@ -362,3 +363,51 @@ def test_report_shows_the_baselines_without_training(tmp_path):
     with open(folder / 'baselines.json', 'w') as f:
         json.dump(dict(protocol=protocol, scores=scores), f)
     assert report.main([str(folder)])['baselines'] is None
+
+
+def test_runner_recipe_knobs(capsys):
+    tool = load('fashion_mnist')
+    default = tool.protocol(tool.parse_args([]))
+    assert default['batch_size'] is None and default['warmup'] is None
+    knobs = tool.protocol(
+        tool.parse_args(
+            ['--batch-size', '64', '--lr-scale', '0.5', '--warmup', '0.2']))
+    assert (knobs['batch_size'], knobs['warmup']) == (64, 0.2)
+    assert set(knobs['lr_scale'].values()) == {0.5}
+    for bad, said in ((['--batch-size', '0'], '--batch-size must be >= 1'),
+                      (['--warmup', '1'], r'--warmup must be in [0, 1)')):
+        with pytest.raises(SystemExit):
+            tool.parse_args(bad)
+        assert said in capsys.readouterr().err
+    report = load('fashion_mnist_report')
+    assert report.lr_note(knobs) == (
+        " Learning rate: the config's times MAE 0.5, BIM 0.5, PR-MIM 0.5, "
+        'LocalMIM 0.5, MixMIM (ViT) 0.5. Batch 64 for every method. '
+        'Warm-up: 0.2 of the budget for every method.')
+
+
+def test_equal_epoch_tool_runs_at_head(fmnist_root, tmp_path, monkeypatch):
+    """The tool of the method pages' equal-epoch tables, on the ViT-Tiny/4
+    configs, at a tiny scale."""
+    monkeypatch.syspath_prepend(osp.join(REPO_ROOT, 'tools', 'benchmarks'))
+    tool = load('fashion_mnist_epochs')
+    out = str(tmp_path / 'epochs')
+    monkeypatch.setattr('sys.argv', [
+        'fashion_mnist_epochs.py', '--quick', '--methods', 'mae',
+        '--train-samples', '64', '--eval-train-samples', '40',
+        '--eval-test-samples', '20', '--probe-epochs', '2', '--data-root',
+        fmnist_root, '--out', out, '--cfg-options',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ])
+    tool.main()
+    with open(osp.join(out, 'quality.json')) as f:
+        result = json.load(f)
+    assert result['meta']['family'] == 'vit-tiny'
+    mae = result['rows'][0]
+    assert mae['config'] == ('configs/mae/mae_vit-tiny-p4_1xb256-coslr-10e_'
+                             'fashion-mnist.py')
+    # scored at random init (epoch 0) and after the one epoch
+    assert [p['epoch'] for p in mae['runs'][0]['curve']] == [0, 1]
+    assert result['rows'][-1]['method'] == 'random init'
+    assert osp.isfile(osp.join(out, 'quality.md'))

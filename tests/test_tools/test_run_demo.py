@@ -4,7 +4,9 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO_ROOT, subprocess_env
+from mmengine.config import Config
 from PIL import Image
 
 
@@ -16,8 +18,8 @@ def test_demo_end_to_end(fmnist_root, tmp_path):
         '--train-samples', '64', '--eval-points', '1',
         '--eval-train-samples', '40', '--eval-test-samples', '20', '--knn-k',
         '5', '--probe-epochs', '5', '--finetune-samples', '16',
-        '--finetune-epochs', '1', '--cfg-options',
-        'train_dataloader.batch_size=16', 'train_dataloader.num_workers=0',
+        '--finetune-epochs', '1', '--batch-size', '16', '--lr-scale', '0.5',
+        '--warmup', '0.2', '--cfg-options', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False'
     ], REPO_ROOT)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -25,6 +27,12 @@ def test_demo_end_to_end(fmnist_root, tmp_path):
         res = json.load(f)
     methods = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
     assert [run['method'] for run in res['runs']] == methods
+    # the recipe knobs, the same for every method, recorded
+    assert (res['batch_size'], res['lr_scale'], res['warmup']) == (16, .5, .2)
+    for run in res['runs']:
+        assert run['batch_size'] == 16 and run['schedule']['warmup'] == 0.2
+        config_lr = Config.fromfile(run['config']).optim_wrapper.optimizer.lr
+        assert run['lr'] == pytest.approx(0.5 * config_lr)
     for run in res['runs']:
         init, final = run['curve'][0], run['curve'][-1]
         assert init['fraction'] == 0 and final['final']

@@ -19,8 +19,21 @@ reads these files and writes ``quality.json``, ``quality.md`` and the PNG
 curves.
 
 Runs go seed by seed (all methods with seed 0 first), so a partial run has
-every method. Wall-clock budgets are only comparable on one quiet machine:
-run nothing else meanwhile.
+every method; the methods' order rotates from seed to seed, so that no
+method always runs first in a sitting whose speed drifts, and each run
+prints its images/s. Wall-clock budgets are only comparable on one quiet
+machine: run nothing else meanwhile. FLOPs budgets (``--unit flops``) do not
+depend on the machine.
+
+``--val-images N`` holds the last N training images out as a validation
+split (nothing else the run learns from comes from them) and ``--split``
+picks what is scored: ``val`` for every choice, ``test`` for the reported
+numbers. ``--rungs`` makes a budget ladder: one separate run per fraction
+of ``--budget`` (``--budget-flops X``: ``--unit flops --budget X``), each
+with its whole schedule in its own budget, from which the report reads the
+budget each method needs to reach MAE's final score. Raw pixels and
+LocalMIM's HOG target are scored on the same images (``OUT/baselines.json``,
+``mim_plugins/evaluation/baselines.py``).
 
 Example:
     python tools/benchmarks/fashion_mnist.py  # default: ~1.5 h on 2 CPU cores
@@ -30,6 +43,13 @@ Example:
     # a learning-rate sweep point: every method at 3x its config's lr
     python tools/benchmarks/fashion_mnist.py --lr-scale 3 \
         --out work_dirs/equal_budget_lr3
+    # the same on validation images held out of the training set
+    python tools/benchmarks/fashion_mnist.py --lr-scale 3 \
+        --val-images 10000 --split val --out work_dirs/val_lr3
+    # a FLOPs ladder: 6, 12, 24 and 48 TFLOPs per (method, seed)
+    python tools/benchmarks/fashion_mnist.py --budget-flops 48 \
+        --rungs 0.125 0.25 0.5 1 --val-images 10000 --split test \
+        --eval-points 1 --out work_dirs/ladder
 """
 import argparse
 import glob
@@ -53,7 +73,8 @@ UNIT_SCALE = dict(seconds=1., flops=1e12, epochs=1.)
 PROTOCOL_KEYS = ('unit', 'budget', 'train_samples', 'eval_points',
                  'eval_train_samples', 'eval_test_samples', 'probe_epochs',
                  'finetune_samples', 'finetune_epochs', 'cfg_options',
-                 'lr_scale', 'split', 'val_images', 'rungs')
+                 'lr_scale', 'split', 'val_images', 'rungs', 'batch_size',
+                 'warmup')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -139,11 +160,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='multiply the configs\' learning rates: one SCALE for every '
         'method, and/or METHOD=SCALE for one (e.g. "3 localmim=1")')
     parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='pre-training batch of every method alike (default: the '
+        'configs\' 256); the learning rate is not rescaled, give '
+        '--lr-scale for that (e.g. 0.5 at batch 64 by the square-root rule)')
+    parser.add_argument(
+        '--warmup',
+        type=float,
+        default=None,
+        metavar='FRACTION',
+        help='linear warm-up over this fraction of each run\'s budget, for '
+        'every method alike (default: the configs\' 0.1)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='overrides of every method\'s config')
     args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.warmup is not None and not 0 <= args.warmup < 1:
+        parser.error(f'--warmup must be in [0, 1), got {args.warmup}')
     if args.budget_flops is not None:
         if args.budget is not None or args.unit not in ('flops', 'seconds'):
             parser.error('--budget-flops is --unit flops --budget X: give '
@@ -230,7 +269,10 @@ def protocol(args: argparse.Namespace) -> Dict:
         args.split,
         val_images=args.val_images or None,
         # None for one run per (method, seed) at the budget
-        rungs=args.rungs)
+        rungs=args.rungs,
+        # None: the configs' own
+        batch_size=args.batch_size,
+        warmup=args.warmup)
 
 
 def run_path(out: str,
@@ -385,6 +427,8 @@ def run_one(args: argparse.Namespace, expected: Dict, config: str,
         data_root=args.data_root,
         cfg_options=args.cfg_options,
         lr_scale=args.lr_scale[method],
+        batch_size=args.batch_size,
+        warmup=args.warmup,
         eval_points=args.eval_points,
         eval_train_samples=args.eval_train_samples,
         eval_test_samples=args.eval_test_samples,

@@ -18,6 +18,14 @@ MAE's mean training time; the same for FLOPs. Runs made on different
 machines are never put on one time axis: the time columns and the time plot
 are then left out (the FLOPs axis does not depend on the machine).
 
+The baselines without training (``baselines.json``: raw pixels, LocalMIM's
+HOG target) join the random-initialisation floors when they were scored on
+the runs' images. For a budget ladder (``--rungs``) the main tables read the
+largest rung, and the ladder's tables give every rung's final scores and
+the FLOPs (and time) at which each method's seed-mean rung scores reach
+MAE's final probe, kNN and fine-tune, linear in log budget between rungs
+(:func:`log_reach`), with the range over the seeds.
+
 Example:
     python tools/benchmarks/fashion_mnist_report.py work_dirs/equal_budget
 """
@@ -440,12 +448,19 @@ def fmt_ratio(value: Optional[float], at_init: bool = False) -> str:
 
 
 def lr_note(proto: Dict) -> str:
-    """The learning-rate scales of a sweep run ('' for the configs' own)."""
+    """The recipe knobs a run turned: learning-rate scales, batch, warm-up
+    ('' for the configs' own)."""
     scales = proto.get('lr_scale')
-    if not scales:
-        return ''
-    return (' Learning rate: the config\'s times ' + ', '.join(
-        f'{NAMES.get(m, m)} {s:g}' for m, s in scales.items()) + '.')
+    note = ''
+    if scales:
+        note += (' Learning rate: the config\'s times ' + ', '.join(
+            f'{NAMES.get(m, m)} {s:g}' for m, s in scales.items()) + '.')
+    if proto.get('batch_size'):
+        note += f" Batch {proto['batch_size']} for every method."
+    if proto.get('warmup') is not None:
+        note += (f" Warm-up: {proto['warmup']:g} of the budget for every "
+                 'method.')
+    return note
 
 
 def pretrain_images(report: Dict) -> str:
@@ -505,12 +520,22 @@ def baseline_verdicts(report: Dict) -> List[str]:
     return lines
 
 
+def budget_words(proto: Dict, unit: str) -> str:
+    """The budget of the main table's runs (a ladder's largest rung)."""
+    rungs = proto.get('rungs')
+    if not rungs:
+        return f"{proto['budget']:g} {unit}"
+    top = max(rungs)
+    return (f"{proto['budget'] * top:g} {unit} (the largest rung of the "
+            'ladder below)')
+
+
 def to_markdown(report: Dict) -> str:
     proto = report['protocol']
     unit = dict(seconds='s', flops='TFLOPs', epochs='epochs')[proto['unit']]
     rows = report['rows']
     lines = [
-        f"Equal budget: {proto['budget']:g} {unit} of pre-training per run "
+        f"Equal budget: {budget_words(proto, unit)} of pre-training per run "
         f"(Fashion-MNIST, {pretrain_images(report)} images); "
         f"evaluated at {proto['eval_points']} points: weighted kNN (k=20) "
         f"and linear probe on {scored_images(report)} "
