@@ -187,3 +187,12 @@ def test_report_reads_the_ladder_in_log_budget(tmp_path):
     assert '| LocalMIM | 0.42 (0.35..0.50) | ' in text
     assert '<= 0.12' in text
     assert '- LocalMIM: <= 0.5x: met' in text
+
+
+def test_report_of_a_ladder_without_its_largest_rung(tmp_path):
+    report = load('fashion_mnist_report')
+    os.makedirs(tmp_path / 'runs')
+    with open(tmp_path / 'runs' / 'mae_seed0_rung0.5.json', 'w') as f:
+        json.dump(ladder_run('mae', 0, 0.5, 60, 60), f)
+    with pytest.raises(ValueError, match="largest rung has finished"):
+        report.main([str(tmp_path)])

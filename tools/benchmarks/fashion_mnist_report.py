@@ -679,7 +679,11 @@ def main(argv=None) -> Dict:
     out = args.out or args.folders[0]
     os.makedirs(out, exist_ok=True)
     runs = load_runs(args.folders)
-    report = build_report(headline_runs(runs), load_costs(args.folders))
+    headline = headline_runs(runs)
+    if not headline:
+        raise ValueError('no run of the ladder\'s largest rung has finished '
+                         'yet: rerun fashion_mnist.py to resume it')
+    report = build_report(headline, load_costs(args.folders))
     report['baselines'] = load_baselines(args.folders, report['protocol'])
     report['ladder'] = build_ladder(runs, single_machine(runs))
     with open(osp.join(out, 'quality.json'), 'w') as f:
