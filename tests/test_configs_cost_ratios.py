@@ -34,7 +34,7 @@ def flops():
     import mim_plugins  # noqa: F401
     from mmengine.logging import MMLogger
 
-    from mim_plugins.utils.efficiency import train_flops_per_image
+    from mim_plugins.benchmarks import train_flops_per_image
     logger = MMLogger.get_instance('mmengine')
     level = logger.level
     logger.setLevel(logging.ERROR)  # per-parameter init/decay warnings

@@ -303,7 +303,7 @@ def train_for_budget(config: str,
         raise ValueError(f'batch_size must be an int >= 1, got {batch_size!r}')
     if warmup is not None and not 0 <= warmup < 1:
         raise ValueError(f'warmup must be in [0, 1), got {warmup!r}')
-    from mim_plugins.utils.efficiency import train_flops_per_image
+    from mim_plugins.benchmarks import train_flops_per_image
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -82,7 +82,7 @@ def test_math_attention_keeps_attention_maps(tmp_path):
     import importlib.util
 
     import mim_plugins  # noqa: F401
-    from mim_plugins.utils.efficiency import measure_config
+    from mim_plugins.benchmarks import measure_config
     spec = importlib.util.spec_from_file_location(
         'benchmark_efficiency_tool',
         f'{REPO_ROOT}/tools/analysis_tools/benchmark_efficiency.py')
@@ -164,9 +164,8 @@ def test_memory_plan_report(tmp_path):
 
 @pytest.mark.parametrize('precision', ['fp32', 'amp'])
 def test_planned_batch_fits_and_a_larger_one_does_not(tmp_path, precision):
-    from mim_plugins.utils.efficiency import (GIB, load_config,
-                                              measure_memory_lines,
-                                              measure_timelines, plan_memory)
+    from mim_plugins.benchmarks import (GIB, load_config, measure_memory_lines,
+                                        measure_timelines, plan_memory)
     path = tiny_config(tmp_path, 'mae_tiny')
     budget = 0.002  # GiB: fits tens of tiny images, not the config's 64
     plan = plan_memory(measure_memory_lines(path, precision), budget, 0, 0)
@@ -187,7 +186,7 @@ def test_planned_batch_fits_and_a_larger_one_does_not(tmp_path, precision):
 def test_bim_is_planned_by_its_largest_block(tmp_path):
     """BIM's blocks step one after another: its activation memory is one
     block's, not the sum of its blocks'."""
-    from mim_plugins.utils.efficiency import measure_memory_lines
+    from mim_plugins.benchmarks import measure_memory_lines
 
     def bytes_per_image(path):
         lines = measure_memory_lines(path)['step']
@@ -211,10 +210,9 @@ def trace_tiny_mae(path, batch, precision, unfused=False):
     from mmpretrain.models.utils.attention import (
         MultiheadAttention, scaled_dot_product_attention_pyimpl)
 
-    from mim_plugins.utils.efficiency import (build_model_and_optim,
-                                              image_shape, load_config,
-                                              make_batch, memory_trace,
-                                              use_cpu_autocast)
+    from mim_plugins.benchmarks import (build_model_and_optim, image_shape,
+                                        load_config, make_batch, memory_trace,
+                                        use_cpu_autocast)
     cfg = load_config(path)
     torch.manual_seed(0)
     model, optim_wrapper = build_model_and_optim(cfg)
@@ -239,8 +237,7 @@ def trace_tiny_mae(path, batch, precision, unfused=False):
 def test_eager_attention_term_by_hand(tmp_path, precision):
     """The tiny MAE (mask ratio 0.75): 2 encoder layers on 4 + 1 tokens and
     1 decoder layer on 16 + 1 tokens, 2 heads each."""
-    from mim_plugins.utils.efficiency import (measure_memory_lines,
-                                              planned_timeline)
+    from mim_plugins.benchmarks import measure_memory_lines, planned_timeline
     path = tiny_config(tmp_path, 'mae_tiny')
     batch, heads = 8, 2
     enc, dec = batch * heads * 5 * 5, batch * heads * 17 * 17  # scores
@@ -283,9 +280,9 @@ def test_eager_attention_term_by_hand(tmp_path, precision):
 
 
 def test_foreach_temporaries_raise_the_minimum(tmp_path):
-    from mim_plugins.utils.efficiency import (build_model_and_optim,
-                                              cuda_foreach_temporary_bytes,
-                                              load_config, planned_timeline)
+    from mim_plugins.benchmarks import (build_model_and_optim,
+                                        cuda_foreach_temporary_bytes,
+                                        load_config, planned_timeline)
     path = tiny_config(tmp_path, 'mae_tiny')
     trace = trace_tiny_mae(path, 2, 'fp32')
     _, optim_wrapper = build_model_and_optim(load_config(path))
@@ -310,7 +307,7 @@ def test_foreach_temporaries_raise_the_minimum(tmp_path):
 def test_plan_attention_ddp_and_calibration(tmp_path):
     import json
 
-    from mim_plugins.utils.efficiency import CALIBRATION_FORMAT
+    from mim_plugins.benchmarks import CALIBRATION_FORMAT
     cfg = tiny_config(tmp_path, 'mae_tiny')
     budgets = ['0.002', '0.01']
 

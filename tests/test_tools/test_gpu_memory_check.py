@@ -60,8 +60,8 @@ def test_configs_train_as_asked():
 
 
 def test_report_is_a_calibration(tmp_path):
-    from mim_plugins.utils.efficiency import (GIB, calibration_run,
-                                              load_calibration, plan_memory)
+    from mim_plugins.benchmarks import (GIB, calibration_run, load_calibration,
+                                        plan_memory)
     tool = load_tool()
     runs = [
         # fits: 9 GiB reserved for 8 GiB predicted; twice the batch: OOM
@@ -78,7 +78,7 @@ def test_report_is_a_calibration(tmp_path):
     assert runs[0]['allocated_ratio'] == pytest.approx(8.4 / 8)
     assert runs[1]['oom'] and 'max_reserved_gib' not in runs[1]
 
-    from mim_plugins.utils.efficiency import MemoryLines
+    from mim_plugins.benchmarks import MemoryLines
     lines = dict(
         name='mae',
         precision='amp',

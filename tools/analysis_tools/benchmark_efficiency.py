@@ -42,10 +42,10 @@ from typing import Dict, List, Optional
 import torch
 
 import mim_plugins  # noqa: F401
-from mim_plugins.utils.efficiency import (GIB, CalibrationError,
-                                          MemoryBudgetError, load_calibration,
-                                          measure_config, measure_memory_lines,
-                                          min_budget_gib, plan_memory, ratio)
+from mim_plugins.benchmarks import (GIB, CalibrationError, MemoryBudgetError,
+                                    load_calibration, measure_config,
+                                    measure_memory_lines, min_budget_gib,
+                                    plan_memory, ratio)
 
 
 def attention_backend(name: str):

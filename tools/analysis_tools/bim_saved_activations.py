@@ -24,7 +24,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401  (registers the plugin's modules)
-from mim_plugins.utils.efficiency import SavedActivationMeter, image_shape
+from mim_plugins.benchmarks import SavedActivationMeter, image_shape
 
 SPLITS = ([12], [6, 12], [3, 6, 9, 12], [2, 4, 6, 8, 10, 12])
 

@@ -91,8 +91,8 @@ def run_on_cuda(cfg, batch: int, iters: int) -> Optional[Dict]:
     one warm-up iteration; None when CUDA runs out of memory."""
     from mmengine.registry import DefaultScope
 
-    from mim_plugins.utils.efficiency import (build_model_and_optim,
-                                              image_shape, make_batch)
+    from mim_plugins.benchmarks import (build_model_and_optim, image_shape,
+                                        make_batch)
     model = optim_wrapper = data = None
     try:
         torch.manual_seed(0)
@@ -126,10 +126,8 @@ def cuda_context_bytes() -> float:
 def check_config(path: str, args: argparse.Namespace,
                  total_gib: float) -> list:
     """The planner's prediction and the measured peaks of one config."""
-    from mim_plugins.utils.efficiency import (MemoryBudgetError,
-                                              calibration_run,
-                                              measure_memory_lines,
-                                              plan_memory)
+    from mim_plugins.benchmarks import (MemoryBudgetError, calibration_run,
+                                        measure_memory_lines, plan_memory)
     precision = 'amp' if args.amp else 'fp32'
     lines = measure_memory_lines(path, precision, batches=args.fit_batches)
     batch = args.batch
@@ -164,8 +162,8 @@ def check_config(path: str, args: argparse.Namespace,
 def make_report(runs: list, device: str, total_gib: float,
                 context_bytes: float, iters: int) -> Dict:
     """The JSON report that ``benchmark_efficiency.py --calibration``
-    reads (see ``mim_plugins.utils.efficiency.load_calibration``)."""
-    from mim_plugins.utils.efficiency import CALIBRATION_FORMAT, GIB
+    reads (see ``mim_plugins.benchmarks.load_calibration``)."""
+    from mim_plugins.benchmarks import CALIBRATION_FORMAT, GIB
     return dict(
         format=CALIBRATION_FORMAT,
         device=device,
@@ -192,7 +190,7 @@ def main(argv=None) -> None:
     from mmengine.logging import MMLogger
 
     import mim_plugins  # noqa: F401
-    from mim_plugins.utils.efficiency import GIB
+    from mim_plugins.benchmarks import GIB
     MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
     total_gib = torch.cuda.get_device_properties(0).total_memory / GIB
     runs, context = [], 0.0

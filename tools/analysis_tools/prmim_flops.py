@@ -3,7 +3,7 @@
 throw ratios, with and without the progressive thrown path.
 
 One forward and backward of ``model.loss`` per row, counted with
-``mim_plugins.utils.efficiency.flop_counter_mode`` (CPU attention
+``mim_plugins.benchmarks.flop_counter_mode`` (CPU attention
 included); every row uses the same weights and the same random mask.
 "thrown path share" is (progressive - none) / progressive. Example (the
 tables of docs/experiments/prmim.md)::
@@ -25,7 +25,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401  (registers the plugin's modules)
-from mim_plugins.utils.efficiency import image_shape, train_step_flops
+from mim_plugins.benchmarks import image_shape, train_step_flops
 
 
 def build(model_cfg: dict, state_dict: dict) -> torch.nn.Module:

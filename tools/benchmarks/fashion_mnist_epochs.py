@@ -62,9 +62,9 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import mim_plugins  # noqa: F401
+from mim_plugins.benchmarks import measure_config
 from mim_plugins.engine.hooks import FeatureEvalHook
 from mim_plugins.utils import set_max_epochs
-from mim_plugins.utils.efficiency import measure_config
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from fashion_mnist import ALL_METHODS, REPO_ROOT, find_config  # noqa: E402

@@ -124,11 +124,12 @@ class TrainBudgetHook(Hook):
 
     # -- hook points -------------------------------------------------------
     def before_train(self, runner) -> None:
-        from mim_plugins.utils.efficiency import leaf_optim_wrappers
         self._epoch_length = max(1, len(runner.train_dataloader))
-        self._base_lrs = [(group, group['lr'])
-                          for wrapper in leaf_optim_wrappers(
-                              runner.optim_wrapper)
+        wrappers = runner.optim_wrapper
+        # OptimWrapperDict (BIM: one wrapper per block) or one wrapper
+        wrappers = wrappers.optim_wrappers.values() if hasattr(
+            wrappers, 'optim_wrappers') else [wrappers]
+        self._base_lrs = [(group, group['lr']) for wrapper in wrappers
                           for group in wrapper.optimizer.param_groups]
         self.history, self.iters, self.seconds = [], 0, 0.
         self.eval_seconds, self._next_point = 0., 1

@@ -8,8 +8,8 @@ from helpers import TINY_ARCH, TINY_HEAD, TINY_NECK
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401
+from mim_plugins.benchmarks import SavedActivationMeter
 from mim_plugins.engine.optim_wrappers import BIMOptimWrapperConstructor
-from mim_plugins.utils.efficiency import SavedActivationMeter
 
 ARCH = copy.deepcopy(TINY_ARCH)
 NECK = copy.deepcopy(TINY_NECK)

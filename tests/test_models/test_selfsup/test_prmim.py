@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import mim_plugins  # noqa: F401  (registers the plugin modules)
+from mim_plugins.benchmarks import train_step_flops
 from mim_plugins.models.heads import PRMIMPretrainHead
-from mim_plugins.utils.efficiency import train_step_flops
 
 REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))

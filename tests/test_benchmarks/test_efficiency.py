@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mim_plugins.utils.efficiency import (LiveTensorMemory, extrapolate_memory,
-                                          measure_step, ratio, resident_bytes)
+from mim_plugins.benchmarks import (LiveTensorMemory, extrapolate_memory,
+                                    measure_step, ratio, resident_bytes)
 
 
 class ToyWrapper:
@@ -59,7 +59,7 @@ def test_extrapolation_and_ratio():
 
 
 def test_cpu_attention_flops_are_counted():
-    from mim_plugins.utils.efficiency import flop_counter_mode
+    from mim_plugins.benchmarks import flop_counter_mode
     b, h, n, d = 2, 3, 5, 4
     q, k, v = (torch.randn(b, h, n, d, requires_grad=True) for _ in range(3))
     with flop_counter_mode() as counter:
@@ -73,7 +73,7 @@ def test_cpu_attention_flops_are_counted():
 
 
 def test_per_operator_extrapolation_finds_the_moving_peak():
-    from mim_plugins.utils.efficiency import extrapolate_timeline
+    from mim_plugins.benchmarks import extrapolate_timeline
 
     # op 0: activations (5 bytes + 5 per image); op 1: optimizer step (12)
     small, large = [10, 12], [15, 12]  # batch 1 and batch 2
@@ -98,7 +98,7 @@ def test_measure_step_timeline_matches_peak():
 
 
 def test_memory_lines_largest_batch_is_exact_and_monotonic():
-    from mim_plugins.utils.efficiency import MemoryLines
+    from mim_plugins.benchmarks import MemoryLines
 
     # op 0: 100 + 10 / image; op 1 (optimizer step): 300, flat; op 2:
     # 40 + 12 / image (overtakes op 0 beyond 30 images)
@@ -116,7 +116,7 @@ def test_memory_lines_largest_batch_is_exact_and_monotonic():
 
 
 def test_accumulation_plan_reaches_the_config_batch_exactly():
-    from mim_plugins.utils.efficiency import accumulation_plan
+    from mim_plugins.benchmarks import accumulation_plan
     assert accumulation_plan(512, 600) == (512, 1)
     assert accumulation_plan(512, 512) == (512, 1)
     assert accumulation_plan(512, 100) == (64, 8)
@@ -132,8 +132,8 @@ def test_accumulation_plan_reaches_the_config_batch_exactly():
 
 
 def test_plan_memory_from_lines():
-    from mim_plugins.utils.efficiency import (GIB, MemoryBudgetError,
-                                              MemoryLines, plan_memory)
+    from mim_plugins.benchmarks import (GIB, MemoryBudgetError, MemoryLines,
+                                        plan_memory)
 
     mib = 1024**2
     # 100 MiB resident; a plain step peaks at 100 MiB + 1 MiB / image, an
@@ -177,7 +177,7 @@ def test_plan_memory_from_lines():
 
 
 def test_cuda_autocast_policy_on_cpu():
-    from mim_plugins.utils.efficiency import CudaAutocastPolicy
+    from mim_plugins.benchmarks import CudaAutocastPolicy
     norm, linear = torch.nn.LayerNorm(8), torch.nn.Linear(8, 8)
     x = torch.randn(2, 8)
     with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -199,7 +199,7 @@ def test_cuda_autocast_policy_on_cpu():
 def test_accumulating_restores_the_wrapper():
     from mmengine.optim import OptimWrapper
 
-    from mim_plugins.utils.efficiency import accumulating
+    from mim_plugins.benchmarks import accumulating
     model = torch.nn.Linear(2, 1)
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
     x = torch.ones(4, 2)
@@ -214,7 +214,7 @@ def test_accumulating_restores_the_wrapper():
 
 
 def test_cuda_foreach_temporaries_of_adam():
-    from mim_plugins.utils.efficiency import cuda_foreach_temporary_bytes
+    from mim_plugins.benchmarks import cuda_foreach_temporary_bytes
     model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 2))
     big = (8 * 4 + 4) * 4  # first layer, fp32
     small = (4 * 2 + 2) * 4
@@ -242,8 +242,8 @@ def test_cuda_foreach_temporaries_of_adam():
 
 
 def test_eager_attention_extra_by_hand():
-    from mim_plugins.utils.efficiency import (eager_attention_bytes,
-                                              eager_attention_extra)
+    from mim_plugins.benchmarks import (eager_attention_bytes,
+                                        eager_attention_extra)
     assert eager_attention_bytes(10, 'fp32') == (80, 40, 120)
     assert eager_attention_bytes(10, 'amp') == (100, 60, 120)
     # layer a (100 scores, logsumexp 8 bytes) at op 1, layer b (30 scores,
@@ -274,7 +274,7 @@ def test_eager_attention_extra_by_hand():
 def write_calibration(path, runs, context_gib=0.5, fmt=None):
     import json
 
-    from mim_plugins.utils.efficiency import CALIBRATION_FORMAT
+    from mim_plugins.benchmarks import CALIBRATION_FORMAT
     path.write_text(
         json.dumps(
             dict(
@@ -286,10 +286,9 @@ def write_calibration(path, runs, context_gib=0.5, fmt=None):
 
 
 def test_calibration_replaces_the_margin(tmp_path):
-    from mim_plugins.utils.efficiency import (GIB, MemoryLines,
-                                              calibration_run,
-                                              load_calibration, min_budget_gib,
-                                              plan_memory, usable_bytes)
+    from mim_plugins.benchmarks import (GIB, MemoryLines, calibration_run,
+                                        load_calibration, min_budget_gib,
+                                        plan_memory, usable_bytes)
     # arithmetic of one run: measured / predicted
     run = calibration_run('toy', 'amp', 'sdpa', 64, 2 * GIB, 2.2 * GIB,
                           2.5 * GIB)
@@ -325,9 +324,8 @@ def test_calibration_replaces_the_margin(tmp_path):
 
 
 def test_calibration_file_is_validated(tmp_path):
-    from mim_plugins.utils.efficiency import (CalibrationError,
-                                              calibration_run,
-                                              load_calibration)
+    from mim_plugins.benchmarks import (CalibrationError, calibration_run,
+                                        load_calibration)
     run = calibration_run('mae', 'fp32', 'sdpa', 8, 100.0, 110.0, 120.0)
     bad = tmp_path / 'bad.json'
     bad.write_text('{"format": ')
