@@ -297,8 +297,8 @@ def table(rows: List[Dict], budget: float,
 def main(argv=None) -> None:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', message='The given NumPy array')
-    from mim_plugins.evaluation.budget import train_for_budget
     from mim_plugins.benchmarks import measure_config
+    from mim_plugins.evaluation.budget import train_for_budget
     os.makedirs(args.work_dir, exist_ok=True)
     configs = {m: find_config(m, args.family) for m in args.methods}
     for path in configs.values():

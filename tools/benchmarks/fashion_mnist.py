@@ -326,8 +326,8 @@ def measure_costs(config: str, out: str, method: str) -> None:
     path = osp.join(out, 'costs', f'{method}.json')
     if osp.isfile(path):
         return
-    from mim_plugins.evaluation.budget import console_level
     from mim_plugins.benchmarks import measure_config
+    from mim_plugins.evaluation.budget import console_level
     with console_level():  # the model build's INFO lines stay off screen
         record = measure_config(config, batch_size=16, iters=1)
     write_json(path, {
