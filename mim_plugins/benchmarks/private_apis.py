@@ -12,6 +12,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .amp import leaf_optim_wrappers
+
 
 def dispatch_mode_base() -> type:
     """``TorchDispatchMode``, the base class of a mode that sees every ATen
@@ -118,8 +120,7 @@ def accumulating(optim_wrapper, counts: int):
     mmengine sets ``accumulative_counts`` only when it builds a wrapper, so
     its private counters are set here (checked on mmengine 0.10.7).
     """
-    wrappers = list(optim_wrapper.optim_wrappers.values()) if hasattr(
-        optim_wrapper, 'optim_wrappers') else [optim_wrapper]
+    wrappers = leaf_optim_wrappers(optim_wrapper)
     saved = [(w._accumulative_counts, w._inner_count, w._max_counts)
              for w in wrappers]
     for w in wrappers:
