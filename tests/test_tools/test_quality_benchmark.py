@@ -411,3 +411,19 @@ def test_equal_epoch_tool_runs_at_head(fmnist_root, tmp_path, monkeypatch):
     assert [p['epoch'] for p in mae['runs'][0]['curve']] == [0, 1]
     assert result['rows'][-1]['method'] == 'random init'
     assert osp.isfile(osp.join(out, 'quality.md'))
+
+
+def test_runner_baselines_only(fmnist_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(osp.join(REPO_ROOT, 'tools', 'benchmarks'))
+    tool = load('fashion_mnist')
+    out = str(tmp_path / 'base')
+    tool.main(
+        tiny_args(fmnist_root, out) +
+        ['--baselines-only', '--val-images', '100', '--split', 'val'])
+    assert not osp.exists(osp.join(out, 'runs'))
+    with open(osp.join(out, 'baselines.json')) as f:
+        saved = json.load(f)
+    assert saved['protocol']['split'] == 'val'
+    assert saved['protocol']['val_images'] == 100
+    printed = capsys.readouterr().out
+    assert f"pixels kNN {saved['scores']['pixels']['knn_top1']:.2f}" in printed

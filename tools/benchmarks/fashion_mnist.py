@@ -149,6 +149,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--data-root', default=None)
     parser.add_argument('--out', default='work_dirs/equal_budget')
     parser.add_argument(
+        '--baselines-only',
+        action='store_true',
+        help='train nothing: score raw pixels and LocalMIM\'s HOG target on '
+        'the protocol\'s images (OUT/baselines.json) and print them')
+    parser.add_argument(
         '--no-report',
         action='store_true',
         help='only train; run fashion_mnist_report.py later')
@@ -350,9 +355,12 @@ def measure_baselines(args: argparse.Namespace, expected: Dict) -> None:
     wanted = {k: expected.get(k) for k in BASELINE_KEYS}
     if osp.isfile(path):
         with open(path) as f:
-            if json.load(f)['protocol'] == wanted:
-                return
+            done = json.load(f)
+        if done['protocol'] == wanted:
+            print_baselines(done['scores'])
+            return
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
 
     from mim_plugins.datasets import apply_data_root
     from mim_plugins.evaluation.baselines import score_baselines
@@ -364,6 +372,7 @@ def measure_baselines(args: argparse.Namespace, expected: Dict) -> None:
     if args.data_root:
         cfg.data_root = args.data_root
     apply_data_root(cfg)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     localmim = find_config('localmim', args.family)
     with console_level():
         loaders = build_feature_eval_loaders(
@@ -377,10 +386,14 @@ def measure_baselines(args: argparse.Namespace, expected: Dict) -> None:
             loaders,
             Config.fromfile(localmim) if localmim else None,
             probe_epochs=args.probe_epochs)
+    print_baselines(scores)
+    write_json(path, dict(protocol=wanted, scores=scores))
+
+
+def print_baselines(scores: Dict) -> None:
     print('[equal-budget] without training: ' + ', '.join(
         f"{name} kNN {s['knn_top1']:.2f} probe {s['linear_top1']:.2f}"
         for name, s in scores.items()))
-    write_json(path, dict(protocol=wanted, scores=scores))
 
 
 def progress_line(name: str, unit: str, budget: float):
@@ -468,6 +481,9 @@ def main(argv=None) -> None:
             raise SystemExit(f'{method}: no configs/{method}/{method}_'
                              f'{args.family}-*_fashion-mnist.py')
         configs[method] = config
+    if args.baselines_only:
+        measure_baselines(args, expected)
+        return
     # a folder holds one protocol: refuse before training anything
     for path in sorted(glob.glob(osp.join(args.out, 'runs', '*.json'))):
         finished(path, expected)
