@@ -5,7 +5,7 @@ Each method's cost-matched small config
 (``configs/<algo>/<algo>_vit-mini-p4_*_fashion-mnist.py``: a ViT-Mini/4 on
 32-px Fashion-MNIST whose FLOPs and memory ratios to MAE are those of the
 ViT-B/16 recipes) pre-trains for ``--budget`` seconds of training
-(``mim_plugins/evaluation/budget.py``), then the demo prints one table --
+(``mim_plugins/benchmarks/budget.py``), then the demo prints one table --
 per method: peak training memory, images/s, training FLOPs per image, images
 seen, and kNN / linear probe / low-label fine-tune top-1 each beside the
 same network at random initialisation -- and saves into ``--work-dir``:
@@ -43,7 +43,7 @@ from mmengine.config import Config, DictAction
 
 import mim_plugins
 from mim_plugins.datasets import apply_data_root
-from mim_plugins.evaluation.budget import METHOD_NAMES
+from mim_plugins.benchmarks import METHOD_NAMES
 
 NAMES = METHOD_NAMES
 METHODS = list(METHOD_NAMES)
@@ -232,9 +232,8 @@ def save_pictures(model: torch.nn.Module, cfg: Config, method: str,
 def demo_baselines(args: argparse.Namespace) -> Dict:
     """Raw pixels and LocalMIM's HOG target, scored on the demo's
     evaluation images with the same kNN and probe."""
+    from mim_plugins.benchmarks import console_level, score_baselines
     from mim_plugins.evaluation import build_feature_eval_loaders
-    from mim_plugins.evaluation.baselines import score_baselines
-    from mim_plugins.evaluation.budget import console_level
     cfg = load_config(find_config('mae', args.family), args)
     localmim = load_config(find_config('localmim', args.family), args)
     with console_level():
@@ -267,7 +266,7 @@ def table(rows: List[Dict], budget: float,
             cells.append(f'{final[key]:.1f} ({init[key]:.1f})' if key in
                          final and key in init else '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
-    from mim_plugins.evaluation.baselines import BASELINES
+    from mim_plugins.benchmarks import BASELINES
     for name, score in (baselines or {}).items():
         lines.append(f'| {BASELINES[name]} ({score["dims"]} dims), no '
                      'training | - | - | - | - | '
@@ -297,8 +296,7 @@ def table(rows: List[Dict], budget: float,
 def main(argv=None) -> None:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', message='The given NumPy array')
-    from mim_plugins.benchmarks import measure_config
-    from mim_plugins.evaluation.budget import train_for_budget
+    from mim_plugins.benchmarks import measure_config, train_for_budget
     os.makedirs(args.work_dir, exist_ok=True)
     configs = {m: find_config(m, args.family) for m in args.methods}
     for path in configs.values():

@@ -24,7 +24,8 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-from .feature_eval import evaluate_features, extract_features
+from mim_plugins.evaluation.feature_eval import (evaluate_features,
+                                                 extract_features)
 
 BASELINES = dict(
     pixels='raw pixels',

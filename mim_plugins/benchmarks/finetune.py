@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .feature_eval import default_feature
+from mim_plugins.evaluation.feature_eval import default_feature
 
 
 def _batches(model: nn.Module, data: Iterable):
@@ -114,8 +114,8 @@ def low_label_finetune(model: nn.Module,
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) /
-                                   max(1, steps - warmup)))
+        return 0.5 * (1 + math.cos(math.pi *
+                                   (step - warmup) / max(1, steps - warmup)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(optim, factor)
     for _ in range(epochs):

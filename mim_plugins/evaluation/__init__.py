@@ -1,16 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .baselines import score_baselines
 from .feature_eval import (build_feature_eval_loaders, build_scoring_model,
                            default_feature, evaluate_features,
                            extract_features, knn_classify, linear_probe,
                            pool_tokens, save_score_table, score_model,
                            split_indices, top_direction_share)
-from .finetune import low_label_finetune
 
 __all__ = [
     'build_feature_eval_loaders', 'build_scoring_model', 'default_feature',
     'evaluate_features', 'extract_features', 'knn_classify', 'linear_probe',
-    'low_label_finetune',
-    'pool_tokens', 'save_score_table', 'score_baselines', 'score_model',
-    'split_indices', 'top_direction_share'
+    'pool_tokens', 'save_score_table', 'score_model', 'split_indices',
+    'top_direction_share'
 ]

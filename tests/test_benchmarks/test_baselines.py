@@ -8,7 +8,7 @@ import torch
 from helpers import REPO_ROOT
 from mmengine.config import Config
 
-from mim_plugins.evaluation.baselines import (hog_mean_features, localmim_hogs,
+from mim_plugins.benchmarks.baselines import (hog_mean_features, localmim_hogs,
                                               pixel_features, score_baselines)
 from mim_plugins.evaluation.feature_eval import (build_feature_eval_loaders,
                                                  knn_classify)

@@ -6,10 +6,10 @@ import torch
 from helpers import REPO_ROOT
 from mmengine.config import Config
 
-from mim_plugins.benchmarks import train_flops_per_image
+from mim_plugins.benchmarks import (low_label_finetune, lr_schedule,
+                                    train_flops_per_image, train_for_budget)
 from mim_plugins.evaluation import (build_feature_eval_loaders,
-                                    build_scoring_model, low_label_finetune)
-from mim_plugins.evaluation.budget import lr_schedule, train_for_budget
+                                    build_scoring_model)
 
 MINI = {
     m: osp.join(REPO_ROOT, f'configs/{m}/{m}_vit-mini-p4_1xb256-coslr-10e_'

@@ -9,7 +9,7 @@ from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mim_plugins.evaluation.budget import train_for_budget
+from mim_plugins.benchmarks import train_for_budget
 from mim_plugins.evaluation.feature_eval import (build_feature_eval_loaders,
                                                  split_indices)
 

@@ -7,7 +7,7 @@ memory ratios to MAE are those of the ViT-B/16 recipes) is pre-trained for
 the same budget -- wall-clock seconds of training (default), training FLOPs
 or epochs -- and scored at ``--eval-points`` fractions of it: weighted kNN
 and a linear probe on frozen features, and a low-label fine-tune at the
-start (random-initialisation floor) and the end (``mim_plugins/evaluation/
+start (random-initialisation floor) and the end (``mim_plugins/benchmarks/
 budget.py``). Evaluation time is kept out of the budget.
 
 Each (method, seed) run is written to ``OUT/runs/<method>_seed<k>.json`` as
@@ -33,7 +33,7 @@ of ``--budget`` (``--budget-flops X``: ``--unit flops --budget X``), each
 with its whole schedule in its own budget, from which the report reads the
 budget each method needs to reach MAE's final score. Raw pixels and
 LocalMIM's HOG target are scored on the same images (``OUT/baselines.json``,
-``mim_plugins/evaluation/baselines.py``).
+``mim_plugins/benchmarks/baselines.py``).
 
 Example:
     python tools/benchmarks/fashion_mnist.py  # default: ~1.5 h on 2 CPU cores
@@ -331,8 +331,7 @@ def measure_costs(config: str, out: str, method: str) -> None:
     path = osp.join(out, 'costs', f'{method}.json')
     if osp.isfile(path):
         return
-    from mim_plugins.benchmarks import measure_config
-    from mim_plugins.evaluation.budget import console_level
+    from mim_plugins.benchmarks import console_level, measure_config
     with console_level():  # the model build's INFO lines stay off screen
         record = measure_config(config, batch_size=16, iters=1)
     write_json(path, {
@@ -363,8 +362,7 @@ def measure_baselines(args: argparse.Namespace, expected: Dict) -> None:
     from mmengine.registry import init_default_scope
 
     from mim_plugins.datasets import apply_data_root
-    from mim_plugins.evaluation.baselines import score_baselines
-    from mim_plugins.evaluation.budget import console_level
+    from mim_plugins.benchmarks import console_level, score_baselines
     from mim_plugins.evaluation.feature_eval import build_feature_eval_loaders
     cfg = Config.fromfile(find_config('mae', args.family))
     if args.cfg_options:
@@ -472,7 +470,7 @@ def main(argv=None) -> None:
     warnings.filterwarnings('ignore', message='The given NumPy array')
     sys.path.insert(0, REPO_ROOT)
     import mim_plugins  # noqa: F401
-    from mim_plugins.evaluation.budget import train_for_budget
+    from mim_plugins.benchmarks import train_for_budget
     expected = protocol(args)
     configs = {}
     for method in args.methods:

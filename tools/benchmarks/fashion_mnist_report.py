@@ -38,8 +38,8 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
-from mim_plugins.evaluation.baselines import BASELINES as BASELINE_NAMES
-from mim_plugins.evaluation.budget import METHOD_NAMES
+from mim_plugins.benchmarks import BASELINES as BASELINE_NAMES
+from mim_plugins.benchmarks import METHOD_NAMES
 
 BASELINE = 'mae'
 SCORES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'))
