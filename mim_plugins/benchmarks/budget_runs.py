@@ -21,6 +21,8 @@ METHOD_NAMES = dict(
     prmim='PR-MIM',
     localmim='LocalMIM',
     mixmim='MixMIM (ViT)')
+# compositions, reported after the methods when a run names them
+COMPOSITION_NAMES = {'bim-localmim': 'BIM×LocalMIM'}
 
 
 def machine_info() -> Dict[str, str]:

@@ -104,6 +104,29 @@ def test_runner_lr_scale(capsys):
         assert said in capsys.readouterr().err
 
 
+def test_runner_composition_by_name(capsys):
+    """BIM x LocalMIM runs only when named, from its own config folder, and
+    gets a learning-rate scale of its own without changing other runs'."""
+    tool = load('fashion_mnist')
+    assert 'bim-localmim' not in tool.parse_args([]).methods
+    path = tool.find_config('bim-localmim')
+    assert osp.basename(path) == ('bim-localmim_vit-mini-p4_1xb256-coslr-'
+                                  '10e_fashion-mnist.py')
+    assert osp.basename(osp.dirname(path)) == 'localmim'
+    args = tool.parse_args(
+        ['--methods', 'mae', 'bim-localmim', '--lr-scale', '2', 'mae=1'])
+    assert args.lr_scale == dict(
+        mae=1., bim=2., prmim=2., localmim=2., mixmim=2.,
+        **{'bim-localmim': 2.})
+    # not named: a METHOD=SCALE item for it is refused
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--lr-scale', 'bim-localmim=2'])
+    assert "unknown method 'bim-localmim'" in capsys.readouterr().err
+    report = load('fashion_mnist_report')
+    assert report.NAMES['bim-localmim'] == 'BIM×LocalMIM'
+    assert report.ORDER[-1] == 'bim-localmim'
+
+
 def fake_run(method, seed, knn, probe, seconds, flops_per_s=1e12,
              machine='m1', finetune=(50., 60.)):
     """A finished run evaluated at fractions 0, 0.5 and 1."""

@@ -65,6 +65,8 @@ from mmengine.config import DictAction
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_METHODS = ['mae', 'bim', 'prmim', 'localmim', 'mixmim']
+# compositions run only when named in --methods, by their config folder
+COMPOSITIONS = {'bim-localmim': 'localmim'}
 # --budget without a value: what the default run spends per (method, seed)
 DEFAULT_BUDGET = dict(seconds=180., flops=13.5, epochs=1.)
 # --budget is read in these units
@@ -208,33 +210,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.split == 'val' and not args.val_images:
         parser.error('--split val scores images held out of the training '
                      'set: give --val-images N (e.g. 10000)')
-    unknown = sorted(set(args.methods) - set(ALL_METHODS))
+    known = ALL_METHODS + list(COMPOSITIONS)
+    unknown = sorted(set(args.methods) - set(known))
     if unknown:
-        parser.error(f'--methods: unknown {unknown}; choose from '
-                     f'{ALL_METHODS}')
+        parser.error(f'--methods: unknown {unknown}; choose from {known}')
     try:
-        args.lr_scale = parse_lr_scale(args.lr_scale)
+        args.lr_scale = parse_lr_scale(args.lr_scale, args.methods)
     except ValueError as err:
         parser.error(f'--lr-scale: {err}')
     return args
 
 
-def parse_lr_scale(items) -> Dict[str, float]:
+def parse_lr_scale(items, methods=()) -> Dict[str, float]:
     """``['3', 'localmim=1']`` -> the scale of every method (a METHOD=SCALE
-    item wins over a bare SCALE, whatever their order)."""
-    scales = dict.fromkeys(ALL_METHODS, 1.)
+    item wins over a bare SCALE, whatever their order); a composition has
+    one only when ``methods`` names it, so other runs record as before."""
+    scales = dict.fromkeys(
+        ALL_METHODS + [m for m in COMPOSITIONS if m in methods], 1.)
     for item in sorted(items, key=lambda item: '=' in item):
         method, _, value = item.rpartition('=')
-        if method and method not in ALL_METHODS:
+        if method and method not in scales:
             raise ValueError(f'unknown method {method!r}; choose from '
-                             f'{ALL_METHODS}')
+                             f'{list(scales)}')
         try:
             scale = float(value)
         except ValueError:
             raise ValueError(f'{item!r} is not SCALE or METHOD=SCALE')
         if not scale > 0:
             raise ValueError(f'{item!r}: the scale must be > 0')
-        for m in [method] if method else ALL_METHODS:
+        for m in [method] if method else scales:
             scales[m] = scale
     return scales
 
@@ -243,7 +247,7 @@ def find_config(method: str, family: str = 'vit-mini') -> Optional[str]:
     """The method's Fashion-MNIST pre-training config of one family."""
     paths = sorted(
         glob.glob(
-            osp.join(REPO_ROOT, 'configs', method,
+            osp.join(REPO_ROOT, 'configs', COMPOSITIONS.get(method, method),
                      f'{method}_{family}-*_fashion-mnist.py')))
     if len(paths) > 1:
         raise ValueError(f'several {family} Fashion-MNIST configs for '

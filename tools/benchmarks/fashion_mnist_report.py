@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mim_plugins.benchmarks import BASELINES as BASELINE_NAMES
 from mim_plugins.benchmarks import METHOD_NAMES
+from mim_plugins.benchmarks.budget_runs import COMPOSITION_NAMES
 
 BASELINE = 'mae'
 SCORES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'))
@@ -50,8 +51,8 @@ MEMORY_TARGETS = dict(bim=0.45)
 # a method's images/s differing more than this between seeds means the
 # machine's speed changed between the sessions that ran them
 SPEED_DRIFT = 1.10
-NAMES = METHOD_NAMES
-ORDER = list(METHOD_NAMES)
+NAMES = {**METHOD_NAMES, **COMPOSITION_NAMES}
+ORDER = list(NAMES)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
