@@ -53,6 +53,10 @@ def test_ladder_runs_each_rung_with_its_whole_schedule(fmnist_root, tmp_path,
     assert runs[1]['flops_per_iter'] == runs[0.25]['flops_per_iter']
     printed = capsys.readouterr().out
     assert 'mae seed 0 rung 0.25: ' in printed and 'images/s over' in printed
+    # the headline rung trains first: a ladder cut short keeps it
+    starts = [printed.index(f'mae seed 0 rung {r:g}: configs') for r in
+              (1, 0.5, 0.25)]
+    assert starts == sorted(starts)
     stamps = {
         f: os.stat(osp.join(out, 'runs', f)).st_mtime_ns
         for f in os.listdir(osp.join(out, 'runs'))
@@ -186,6 +190,22 @@ def test_report_reads_the_ladder_in_log_budget(tmp_path):
     text = (tmp_path / 'bench' / 'quality.md').read_text()
     assert '| LocalMIM | 0.42 (0.35..0.50) | ' in text
     assert '<= 0.12' in text
+    assert '- LocalMIM: <= 0.5x: met' in text
+    # a ladder still running: PR-MIM has its largest rung for both seeds but
+    # rung 0.5 for one only -- no reading, no verdict, until every rung is in
+    for run in (ladder_run('prmim', 0, 1., 80, 80),
+                ladder_run('prmim', 1, 1., 80, 80),
+                ladder_run('prmim', 0, 0.5, 75, 75)):
+        name = f"{run['method']}_seed{run['seed']}_rung{run['rung']:g}.json"
+        with open(tmp_path / 'bench' / 'runs' / name, 'w') as f:
+            json.dump(run, f)
+    prmim = report.main([str(tmp_path / 'bench')])['ladder']['methods'][
+        'prmim']
+    assert prmim['missing'] == [0.125, 0.25, 0.5] and not prmim['reach']
+    assert prmim['target'] == dict(limit=0.8, met=None)
+    text = (tmp_path / 'bench' / 'quality.md').read_text()
+    assert ('- PR-MIM: <= 0.8x: undetermined, rungs 0.125, 0.25, 0.5 not '
+            'finished for every seed') in text
     assert '- LocalMIM: <= 0.5x: met' in text
 
 

@@ -97,6 +97,13 @@ def test_runner_lr_scale(capsys):
     assert tool.protocol(tool.parse_args([]))['lr_scale'] is None
     assert tool.protocol(tool.parse_args(['--lr-scale',
                                           'mae=3']))['lr_scale']['mae'] == 3
+    # a composition's scale is recorded when an item names it, so runners
+    # that share out one folder's methods share its protocol
+    split = tool.protocol(tool.parse_args(
+        ['--methods', 'mae', '--lr-scale', '2', 'bim-localmim=2']))
+    assert split == tool.protocol(tool.parse_args(
+        ['--methods', 'bim-localmim', '--lr-scale', '2', 'bim-localmim=2']))
+    assert split['lr_scale']['bim-localmim'] == 2
     for bad, said in (('beit=2', "unknown method 'beit'"),
                       ('0', 'must be > 0'), ('x', 'SCALE or METHOD=SCALE')):
         with pytest.raises(SystemExit):
@@ -118,10 +125,9 @@ def test_runner_composition_by_name(capsys):
     assert args.lr_scale == dict(
         mae=1., bim=2., prmim=2., localmim=2., mixmim=2.,
         **{'bim-localmim': 2.})
-    # not named: a METHOD=SCALE item for it is refused
-    with pytest.raises(SystemExit):
-        tool.parse_args(['--lr-scale', 'bim-localmim=2'])
-    assert "unknown method 'bim-localmim'" in capsys.readouterr().err
+    # named in --lr-scale only: its scale is recorded, nothing else changes
+    assert tool.parse_args(['--lr-scale', 'bim-localmim=2']).lr_scale == dict(
+        dict.fromkeys(tool.ALL_METHODS, 1.), **{'bim-localmim': 2.})
     report = load('fashion_mnist_report')
     assert report.NAMES['bim-localmim'] == 'BIM×LocalMIM'
     assert report.ORDER[-1] == 'bim-localmim'

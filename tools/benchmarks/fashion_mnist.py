@@ -224,9 +224,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def parse_lr_scale(items, methods=()) -> Dict[str, float]:
     """``['3', 'localmim=1']`` -> the scale of every method (a METHOD=SCALE
     item wins over a bare SCALE, whatever their order); a composition has
-    one only when ``methods`` names it, so other runs record as before."""
+    one only when ``methods`` or an item names it, so other runs record as
+    before (and runners that split the methods of one folder between them
+    share one protocol by naming it in their items)."""
+    named = {item.rpartition('=')[0] for item in items}
     scales = dict.fromkeys(
-        ALL_METHODS + [m for m in COMPOSITIONS if m in methods], 1.)
+        ALL_METHODS +
+        [m for m in COMPOSITIONS if m in methods or m in named], 1.)
     for item in sorted(items, key=lambda item: '=' in item):
         method, _, value = item.rpartition('=')
         if method and method not in scales:
@@ -489,10 +493,11 @@ def main(argv=None) -> None:
     # a folder holds one protocol: refuse before training anything
     for path in sorted(glob.glob(osp.join(args.out, 'runs', '*.json'))):
         finished(path, expected)
-    rungs = args.rungs or [None]
-    for index, seed in enumerate(args.seeds):
-        for method in method_order(args.methods, index):
-            for rung in rungs:
+    # the headline rung first, for every seed and method: a ladder cut short
+    # still holds the equal-FLOPs table, and a rerun adds the smaller rungs
+    for rung in sorted(args.rungs, reverse=True) if args.rungs else [None]:
+        for index, seed in enumerate(args.seeds):
+            for method in method_order(args.methods, index):
                 run_one(args, expected, configs[method], method, seed, rung,
                         train_for_budget)
     for method in args.methods:

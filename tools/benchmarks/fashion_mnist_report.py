@@ -188,9 +188,13 @@ def build_ladder(runs: Dict[str, List[Dict]],
                 if all(key in p for p in points):
                     entry[key] = summarize([p[key] for p in points])
             table.append(entry)
+        # a rung with fewer seeds than the largest one (a ladder still
+        # running) would bend the curve: no reading until every rung is in
+        seeds = len(finals(method_runs, top))
+        missing = [r for r in rungs if len(finals(method_runs, r)) < seeds]
         reach_ = {}
         for key, _ in LADDER_SCORES:
-            if not all(key in f for f in base_top) or not all(
+            if missing or not all(key in f for f in base_top) or not all(
                     key in e for e in table):
                 continue
             target = statistics.mean(f[key] for f in base_top)
@@ -213,7 +217,7 @@ def build_ladder(runs: Dict[str, List[Dict]],
                     at_lowest=bool(mean and mean['at_lowest']),
                     seeds=per_seed)
             reach_[key] = entry
-        methods[method] = dict(rungs=table, reach=reach_)
+        methods[method] = dict(rungs=table, reach=reach_, missing=missing)
         if method in TARGETS_FLOPS:
             limit = TARGETS_FLOPS[method]
             ratios = [
@@ -222,8 +226,8 @@ def build_ladder(runs: Dict[str, List[Dict]],
             ]
             methods[method]['target'] = dict(
                 limit=limit,
-                met=bool(ratios) and all(r is not None and r <= limit
-                                         for r in ratios))
+                met=None if missing else bool(ratios) and all(
+                    r is not None and r <= limit for r in ratios))
     return dict(rungs=rungs, reference=reference, methods=methods)
 
 
@@ -272,6 +276,10 @@ def ladder_markdown(ladder: Dict) -> List[str]:
             '| method | probe | kNN | fine-tune |', '| --- | --- | --- | --- |'
         ]
         for method, entry in ladder['methods'].items():
+            if entry.get('missing'):
+                lines.append(f'| {NAMES.get(method, method)} | ' + ' | '.join(
+                    [missing_words(entry['missing'])] * 3) + ' |')
+                continue
             lines.append(f'| {NAMES.get(method, method)} | ' + ' | '.join(
                 fmt_band(entry['reach'][k][axis]) if k in entry['reach']
                 else '-' for k, _ in LADDER_SCORES) + ' |')
@@ -281,10 +289,19 @@ def ladder_markdown(ladder: Dict) -> List[str]:
         lines += ['', 'Targets (FLOPs to MAE\'s final probe and fine-tune):',
                   '']
         lines += [
-            f"- {NAMES.get(m, m)}: <= {t['limit']}x: "
-            f"{'met' if t['met'] else 'missed'}" for m, t in targets
+            f"- {NAMES.get(m, m)}: <= {t['limit']}x: " +
+            (f"undetermined, {missing_words(ladder['methods'][m]['missing'])}"
+             if t['met'] is None else 'met' if t['met'] else 'missed')
+            for m, t in targets
         ]
     return lines
+
+
+def missing_words(rungs: List[float]) -> str:
+    """'rungs 0.125, 0.25 not finished for every seed'."""
+    return (f"rung{'s' if len(rungs) > 1 else ''} "
+            f"{', '.join(f'{r:g}' for r in rungs)} not finished for every "
+            'seed')
 
 
 def load_costs(folders: Sequence[str]) -> Dict[str, Dict]:
