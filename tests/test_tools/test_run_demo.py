@@ -88,3 +88,28 @@ def test_demo_says_where_the_data_must_be(tmp_path):
     assert 'Fashion-MNIST not found: ' + str(
         tmp_path / 'data' / 'fashion-mnist') in proc.stdout
     assert '--data-root DIR' in proc.stdout
+
+
+def test_demo_verdict_needs_the_margin(monkeypatch):
+    """A method counts as learned only MARGIN points above its floor: 1.5
+    points on 2,000 images is inside the evaluation's noise."""
+    monkeypatch.syspath_prepend(osp.join(REPO_ROOT, 'tools'))
+    import run_demo
+
+    def row(method, knn, probe, finetune):
+        init = dict(knn_top1=60., linear_top1=70., finetune_top1=65.)
+        final = dict(knn_top1=knn, linear_top1=probe, finetune_top1=finetune,
+                     images=100, seconds=1.)
+        return dict(method=method, peak_bytes=1, batch_size=64,
+                    flops_per_image=1e9, curve=[init, final])
+
+    text = run_demo.table([row('mae', 61.9, 71.5, 64.), row('bim', 60., 72.,
+                                                             67.5)], 60.)
+    assert '- MAE: NOT 2 points above its random-init floor on any' in text
+    assert ('- BIM: 2+ points above its random-init floor on probe (+2.0), '
+            'fine-tune (+2.5).') in text
+    # 2 points is twice the standard error of a 70 % top-1 on 2,000 images
+    assert run_demo.MARGIN == 2
+    assert run_demo.standard_error(2000) == pytest.approx(1.0247, abs=1e-4)
+    assert run_demo.parse_args([]).batch_size == 64
+    assert run_demo.parse_args(['--batch-size', '0']).batch_size is None
