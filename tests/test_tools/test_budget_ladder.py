@@ -216,3 +216,30 @@ def test_report_of_a_ladder_without_its_largest_rung(tmp_path):
         json.dump(ladder_run('mae', 0, 0.5, 60, 60), f)
     with pytest.raises(ValueError, match="largest rung has finished"):
         report.main([str(tmp_path)])
+
+
+def test_report_compares_with_mae_at_the_headline_budget(tmp_path):
+    """Seed-mean differences to MAE at the largest rung, 'no difference'
+    inside the seeds' ranges, and the equal-budget targets (BIM within 1
+    point of MAE; BIM x LocalMIM at least BIM)."""
+    report = load('fashion_mnist_report')
+    os.makedirs(tmp_path / 'runs')
+    scores = dict(mae=(72, 73, 74), bim=(70, 70.5, 71),
+                  prmim=(71, 73.5, 76), **{'bim-localmim': (71, 72, 73)})
+    for method, probes in scores.items():
+        for seed, probe in enumerate(probes):
+            with open(tmp_path / 'runs' / f'{method}_seed{seed}_rung1.json',
+                      'w') as f:
+                json.dump(ladder_run(method, seed, 1., probe, probe), f)
+    report.main([str(tmp_path)])
+    text = (tmp_path / 'quality.md').read_text()
+    # BIM: 70.5 against 73 on probe and fine-tune, ranges apart
+    assert '| BIM | -2.50 | -2.50 | -2.50 |' in text
+    assert ('- BIM: within 1 point of MAE\'s probe and fine-tune at the same '
+            'budget (-2.50 / -2.50): missed') in text
+    # PR-MIM 73.5 against 73: inside the seeds' ranges
+    assert '| PR-MIM | +0.50 (no difference' in text
+    assert ('- BIM×LocalMIM: at least BIM\'s probe and fine-tune at the same '
+            'budget (+1.50 / +1.50): met') in text
+    # no budget read inside the headline runs: the ladder reads it
+    assert '| ladder below | ladder below |' in text

@@ -538,6 +538,68 @@ def baseline_verdicts(report: Dict) -> List[str]:
     return lines
 
 
+# at the same budget: BIM within this many points of MAE's probe and
+# fine-tune; BIM x LocalMIM at least BIM's
+EQUAL_BUDGET_TARGETS = dict(bim=('mae', -1.0), **{'bim-localmim': ('bim', 0.)})
+
+
+def compare(row: Dict, other: Dict, key: str) -> Optional[Dict]:
+    """Seed-mean difference ``row - other`` on ``key``; 'no difference'
+    when the two methods' seed ranges overlap."""
+    if key not in row or key not in other:
+        return None
+    a, b = row[key]['values'], other[key]['values']
+    return dict(
+        diff=row[key]['mean'] - other[key]['mean'],
+        overlap=min(a) <= max(b) and min(b) <= max(a))
+
+
+def equal_budget_lines(report: Dict) -> List[str]:
+    """Each method against MAE at the same budget, and the targets read
+    there (BIM within 1 point of MAE; BIM x LocalMIM at least BIM)."""
+    rows = {row['method']: row for row in report['rows']}
+    if BASELINE not in rows or len(rows[BASELINE]['seeds']) < 2:
+        return []
+
+    def words(c):
+        if c is None:
+            return '-'
+        return f"{c['diff']:+.2f}" + (' (no difference: the seeds\' ranges '
+                                      'overlap)' if c['overlap'] else '')
+
+    lines = [
+        '', "Against MAE at the same budget (seed-mean difference, points; "
+        "a difference inside the seeds' ranges is no difference):", '',
+        '| method | kNN | probe | fine-tune |', '| --- | --- | --- | --- |'
+    ]
+    for method, row in rows.items():
+        if method != BASELINE:
+            lines.append(f'| {NAMES.get(method, method)} | ' + ' | '.join(
+                words(compare(row, rows[BASELINE], k))
+                for k, _ in FINAL_SCORES) + ' |')
+    targets = []
+    for method, (other, margin) in EQUAL_BUDGET_TARGETS.items():
+        if method not in rows or other not in rows:
+            continue
+        diffs = [compare(rows[method], rows[other], k)
+                 for k in ('linear_top1', 'finetune_top1')]
+        if None in diffs:
+            continue
+        verdict = ('met' if all(d['diff'] >= margin for d in diffs) else
+                   'met within the seeds\' ranges' if all(
+                       d['diff'] >= margin or d['overlap'] for d in diffs)
+                   else 'missed')
+        what = (f"within {-margin:g} point of {NAMES[other]}'s" if margin
+                else f"at least {NAMES[other]}'s")
+        shown = ' / '.join(f"{d['diff']:+.2f}" for d in diffs)
+        targets.append(
+            f'- {NAMES[method]}: {what} probe and fine-tune at the same '
+            f'budget ({shown}): {verdict}')
+    if targets:
+        lines += ['', 'At the same budget:', ''] + targets
+    return lines
+
+
 def budget_words(proto: Dict, unit: str) -> str:
     """The budget of the main table's runs (a ladder's largest rung)."""
     rungs = proto.get('rungs')
@@ -572,6 +634,9 @@ def to_markdown(report: Dict) -> str:
         reach_ = row.get('to_baseline_final', {})
 
         def ratios(axis, reach_=reach_):
+            if proto.get('rungs'):
+                # read from full-schedule rungs, not inside this run
+                return 'ladder below'
             if not reach_ or (axis == 'seconds'
                               and not report['same_machine']):
                 return '-'
@@ -634,11 +699,14 @@ def to_markdown(report: Dict) -> str:
             'mean mixes budgets of different work. Within one seed the '
             'methods ran back to back and compare fairly.'
         ]
+    lines += equal_budget_lines(report)
     checks = [row for row in rows if 'targets' in row]
     if checks:
         lines += ['', 'Targets:', '']
         for row in checks:
             for kind, target in row['targets'].items():
+                if kind == 'time' and proto.get('rungs'):
+                    continue  # the ladder's targets read it properly
                 what = ('time to MAE\'s final kNN and probe'
                         if kind == 'time' else 'peak memory ratio')
                 lines.append(
