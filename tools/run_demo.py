@@ -53,6 +53,11 @@ MEASURES = (('knn_top1', 'kNN'), ('linear_top1', 'probe'),
 # at random initialisation: twice the standard error of a top-1 near 70 % on
 # the demo's 2,000 test images (see ``standard_error``)
 MARGIN = 2.
+# the recipe for budgets of minutes: batch 64 with the configs' rates x0.5
+# (square-root rule from 256), and per method the best of x{0.3, 1, 3} of
+# that on the validation images at 12 TFLOPs
+# (docs/experiments/equal_budget.md, section 5)
+DEMO_LR_SCALE = ['0.5']
 FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
                 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
@@ -162,10 +167,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "minutes need steps more than large batches; 0: the configs' 256)")
     parser.add_argument(
         '--lr-scale',
-        type=float,
-        default=0.5,
-        help="every method's learning rate times this (default 0.5: the "
-        "square-root rule from the configs' batch 256 to 64)")
+        nargs='+',
+        default=DEMO_LR_SCALE,
+        metavar='[METHOD=]SCALE',
+        help="the configs' learning rates times SCALE, for every method or "
+        'METHOD=SCALE for one (default: ' + ' '.join(DEMO_LR_SCALE) +
+        ': the square-root rule from batch 256 to 64, and each method\'s '
+        'choice on the validation images)')
     parser.add_argument(
         '--warmup',
         type=float,
@@ -183,8 +191,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f'--batch-size must be >= 1 (0: the configs\'), got '
                      f'{args.batch_size}')
     args.batch_size = args.batch_size or None
-    if not args.lr_scale > 0:
-        parser.error(f'--lr-scale must be > 0, got {args.lr_scale}')
+    from mim_plugins.benchmarks.budget_runs import parse_lr_scale
+    try:
+        args.lr_scale = parse_lr_scale(args.lr_scale)
+    except ValueError as err:
+        parser.error(f'--lr-scale: {err}')
     if args.warmup is not None and not 0 <= args.warmup < 1:
         parser.error(f'--warmup must be in [0, 1), got {args.warmup}')
     return args
@@ -332,7 +343,7 @@ def main(argv=None) -> None:
             train_samples=args.train_samples,
             data_root=args.data_root,
             cfg_options=args.cfg_options,
-            lr_scale=args.lr_scale,
+            lr_scale=args.lr_scale[method],
             batch_size=args.batch_size,
             warmup=args.warmup,
             eval_points=args.eval_points,

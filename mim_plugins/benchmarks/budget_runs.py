@@ -7,7 +7,7 @@ import math
 import os
 import platform
 import sys
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch
 from mmengine.config import Config
@@ -23,6 +23,41 @@ METHOD_NAMES = dict(
     mixmim='MixMIM (ViT)')
 # compositions, reported after the methods when a run names them
 COMPOSITION_NAMES = {'bim-localmim': 'BIM×LocalMIM'}
+
+
+def parse_lr_scale(items: Sequence[str],
+                   methods: Sequence[str] = ()) -> Dict[str, float]:
+    """Learning-rate scales of the compared methods from ``[METHOD=]SCALE``
+    items.
+
+    ``['3', 'localmim=1']`` gives every method 3 and LocalMIM 1 (a
+    METHOD=SCALE item wins over a bare SCALE, whatever their order). A
+    composition has a scale only when ``methods`` or an item names it, so
+    runs without it record as before, and runners that split one folder's
+    methods between them share its protocol by naming it in their items.
+
+    Raises:
+        ValueError: naming the item, for an unknown method, a value that is
+            not a number or a scale that is not > 0.
+    """
+    named = {item.rpartition('=')[0] for item in items}
+    scales = dict.fromkeys(
+        list(METHOD_NAMES) +
+        [m for m in COMPOSITION_NAMES if m in methods or m in named], 1.)
+    for item in sorted(items, key=lambda item: '=' in item):
+        method, _, value = item.rpartition('=')
+        if method and method not in scales:
+            raise ValueError(f'unknown method {method!r}; choose from '
+                             f'{list(scales)}')
+        try:
+            scale = float(value)
+        except ValueError:
+            raise ValueError(f'{item!r} is not SCALE or METHOD=SCALE')
+        if not scale > 0:
+            raise ValueError(f'{item!r}: the scale must be > 0')
+        for m in [method] if method else scales:
+            scales[m] = scale
+    return scales
 
 
 def machine_info() -> Dict[str, str]:

@@ -214,37 +214,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(known))
     if unknown:
         parser.error(f'--methods: unknown {unknown}; choose from {known}')
+    from mim_plugins.benchmarks.budget_runs import parse_lr_scale
     try:
         args.lr_scale = parse_lr_scale(args.lr_scale, args.methods)
     except ValueError as err:
         parser.error(f'--lr-scale: {err}')
     return args
-
-
-def parse_lr_scale(items, methods=()) -> Dict[str, float]:
-    """``['3', 'localmim=1']`` -> the scale of every method (a METHOD=SCALE
-    item wins over a bare SCALE, whatever their order); a composition has
-    one only when ``methods`` or an item names it, so other runs record as
-    before (and runners that split the methods of one folder between them
-    share one protocol by naming it in their items)."""
-    named = {item.rpartition('=')[0] for item in items}
-    scales = dict.fromkeys(
-        ALL_METHODS +
-        [m for m in COMPOSITIONS if m in methods or m in named], 1.)
-    for item in sorted(items, key=lambda item: '=' in item):
-        method, _, value = item.rpartition('=')
-        if method and method not in scales:
-            raise ValueError(f'unknown method {method!r}; choose from '
-                             f'{list(scales)}')
-        try:
-            scale = float(value)
-        except ValueError:
-            raise ValueError(f'{item!r} is not SCALE or METHOD=SCALE')
-        if not scale > 0:
-            raise ValueError(f'{item!r}: the scale must be > 0')
-        for m in [method] if method else scales:
-            scales[m] = scale
-    return scales
 
 
 def find_config(method: str, family: str = 'vit-mini') -> Optional[str]:
@@ -474,9 +449,9 @@ def run_one(args: argparse.Namespace, expected: Dict, config: str,
 
 
 def main(argv=None) -> None:
+    sys.path.insert(0, REPO_ROOT)  # this checkout's package, also for args
     args = parse_args(argv)
     warnings.filterwarnings('ignore', message='The given NumPy array')
-    sys.path.insert(0, REPO_ROOT)
     import mim_plugins  # noqa: F401
     from mim_plugins.benchmarks import train_for_budget
     expected = protocol(args)
