@@ -277,8 +277,8 @@ def ladder_markdown(ladder: Dict) -> List[str]:
         ]
         for method, entry in ladder['methods'].items():
             if entry.get('missing'):
-                lines.append(f'| {NAMES.get(method, method)} | ' + ' | '.join(
-                    [missing_words(entry['missing'])] * 3) + ' |')
+                lines.append(f'| {NAMES.get(method, method)} | '
+                             f"{missing_words(entry['missing'])} | - | - |")
                 continue
             lines.append(f'| {NAMES.get(method, method)} | ' + ' | '.join(
                 fmt_band(entry['reach'][k][axis]) if k in entry['reach']
@@ -700,21 +700,21 @@ def to_markdown(report: Dict) -> str:
             'methods ran back to back and compare fairly.'
         ]
     lines += equal_budget_lines(report)
-    checks = [row for row in rows if 'targets' in row]
+    checks = [(row, kind, target) for row in rows
+              for kind, target in row.get('targets', {}).items()
+              # a ladder's targets read the budget properly, below
+              if not (kind == 'time' and proto.get('rungs'))]
     if checks:
         lines += ['', 'Targets:', '']
-        for row in checks:
-            for kind, target in row['targets'].items():
-                if kind == 'time' and proto.get('rungs'):
-                    continue  # the ladder's targets read it properly
-                what = ('time to MAE\'s final kNN and probe'
-                        if kind == 'time' else 'peak memory ratio')
-                lines.append(
-                    f"- {NAMES[row['method']]}: {what} <= "
-                    f"{target['limit']}: " + {True: 'met', False: 'missed',
-                       None: 'undetermined (the network at random '
-                       'initialisation already scores MAE\'s final)'
-                       }[target['met']])
+        for row, kind, target in checks:
+            what = ('time to MAE\'s final kNN and probe'
+                    if kind == 'time' else 'peak memory ratio')
+            lines.append(
+                f"- {NAMES[row['method']]}: {what} <= "
+                f"{target['limit']}: " + {True: 'met', False: 'missed',
+                   None: 'undetermined (the network at random '
+                   'initialisation already scores MAE\'s final)'
+                   }[target['met']])
     lines += [
         '', '"(floor)": the random-initialisation score already reaches '
         'MAE\'s final score; "not reached": not within the budget.'
