@@ -57,7 +57,7 @@ MARGIN = 2.
 # (square-root rule from 256), and per method the best of x{0.3, 1, 3} of
 # that on the validation images at 12 TFLOPs
 # (docs/experiments/equal_budget.md, section 5)
-DEMO_LR_SCALE = ['0.5']
+DEMO_LR_SCALE = ['0.5', 'localmim=1.5', 'mixmim=1.5']
 FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
                 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
