@@ -321,6 +321,13 @@ def test_report_per_seed_values_and_speed_drift(tmp_path):
         text = f.read()
     assert '| MAE | 1000 / 1500 |' in text
     assert 'Throughput differed between seeds by up to 1.50x' in text
+    # under a FLOPs budget the seeds did the same work: no such warning
+    for run in runs:
+        run['protocol']['unit'] = 'flops'
+    write_runs(str(tmp_path / 'flops'), runs)
+    report.main([str(tmp_path / 'flops')])
+    with open(tmp_path / 'flops' / 'quality.md') as f:
+        assert 'Throughput differed' not in f.read()
 
 
 def test_runner_validation_split_options(capsys):
