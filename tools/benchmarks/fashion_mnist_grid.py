@@ -20,11 +20,15 @@ import glob
 import json
 import os.path as osp
 import sys
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
+
+from mim_plugins.benchmarks.budget_runs import (COMPOSITION_NAMES,
+                                                METHOD_NAMES)
 
 # what must match between the grid's folders: everything but the scale
 IGNORED = ('lr_scale', )
-ORDER = ('mae', 'bim', 'prmim', 'localmim', 'mixmim', 'bim-localmim')
+# the report's order: the methods, then the compositions
+ORDER = list(METHOD_NAMES) + list(COMPOSITION_NAMES)
 MEASURES = (('linear_top1', 'probe'), ('knn_top1', 'kNN'),
             ('finetune_top1', 'fine-tune'))
 
