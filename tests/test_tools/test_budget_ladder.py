@@ -107,6 +107,18 @@ def test_log_reach_by_hand():
     assert report.log_reach(points, 81.) is None
 
 
+def test_log_reach_is_the_last_crossing():
+    report = load('fashion_mnist_report')
+    # the lowest rung passes 70 at floor level, the next dips below it
+    points = [(1., 72.), (2., 60.), (4., 70.), (8., 80.)]
+    hit = report.log_reach(points, 65.)
+    assert hit['budget'] == pytest.approx(2 * math.sqrt(2))
+    assert report.log_reach(points, 71.)['budget'] == pytest.approx(
+        4 * 2**0.1)
+    # reached once, lost at the largest rung: not reached
+    assert report.log_reach([(1., 75.), (2., 60.)], 70.) is None
+
+
 def ladder_run(method, seed, rung, probe, finetune, seconds_per_tflop=10.):
     """A finished rung: headline 8 TFLOPs, rungs 1/8 .. 1."""
     flops = 8e12 * rung

@@ -116,7 +116,12 @@ def headline_runs(runs: Dict[str, List[Dict]]) -> Dict[str, List[Dict]]:
 
 
 def log_reach(points: List[tuple], target: float) -> Optional[Dict]:
-    """The budget at which a score first reaches ``target`` along a ladder.
+    """The budget from which a score stays at or above ``target``.
+
+    Early rungs can score near the random-initialisation floor and dip
+    below it before features form, so a floor-level rung may already pass a
+    target that lies close to the floor. The budget read is therefore the
+    last crossing: from it on, every larger rung scores ``target``.
 
     Args:
         points (list[tuple]): ``(budget, score)`` of each rung, by budget.
@@ -124,22 +129,23 @@ def log_reach(points: List[tuple], target: float) -> Optional[Dict]:
 
     Returns:
         dict or None: ``budget`` (linear in log budget between the two rungs
-        around the crossing) and ``at_lowest`` (the lowest rung already
-        scores ``target``: the budget is an upper bound); None if no rung
-        reaches it.
+        around the last crossing) and ``at_lowest`` (every rung scores
+        ``target``: the budget is an upper bound); None if the largest rung
+        does not score it.
     """
-    for i, (budget, score) in enumerate(points):
-        if score >= target:
-            if i == 0:
-                return dict(budget=budget, at_lowest=True)
-            low, low_score = points[i - 1]
-            share = (target - low_score) / (score - low_score)
-            return dict(
-                budget=math.exp(
-                    math.log(low) + share *
-                    (math.log(budget) - math.log(low))),
-                at_lowest=False)
-    return None
+    if not points or points[-1][1] < target:
+        return None
+    i = len(points) - 1
+    while i > 0 and points[i - 1][1] >= target:
+        i -= 1
+    if i == 0:
+        return dict(budget=points[0][0], at_lowest=True)
+    (low, low_score), (budget, score) = points[i - 1], points[i]
+    share = (target - low_score) / (score - low_score)
+    return dict(
+        budget=math.exp(
+            math.log(low) + share * (math.log(budget) - math.log(low))),
+        at_lowest=False)
 
 
 LADDER_SCORES = (('linear_top1', 'probe'), ('knn_top1', 'kNN'),
