@@ -248,6 +248,36 @@ def test_report_ratios_targets_and_floor(tmp_path):
     assert osp.isfile(osp.join(folder, 'quality_time.png'))
 
 
+def test_report_reads_no_crossing_from_two_points(tmp_path):
+    """Evaluated only at the start and the end (``--eval-points 1``), a run
+    gives no time to MAE's final and no time target: the straight line from
+    the floor to the final score is not the run's curve."""
+    report = load('fashion_mnist_report')
+    folder = str(tmp_path / 'bench')
+    runs = [
+        fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.),
+        fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 100.),
+    ]
+    for run in runs:
+        run['protocol']['eval_points'] = 1
+        del run['curve'][1]
+    write_runs(folder, runs)
+    report.main([folder])
+    with open(osp.join(folder, 'quality.md')) as f:
+        md = f.read()
+    assert '| one point: use --rungs | one point: use --rungs |' in md
+    assert 'time to MAE\'s final kNN and probe <=' not in md
+    # the same runs with their middle point read the crossing
+    two = str(tmp_path / 'two')
+    write_runs(two, [
+        fake_run('mae', 0, (50, 56, 60), (60, 66, 70), 100.),
+        fake_run('localmim', 0, (50, 60, 64), (60, 70, 74), 100.),
+    ])
+    report.main([two])
+    with open(osp.join(two, 'quality.md')) as f:
+        assert 'time to MAE\'s final kNN and probe <= 0.5: met' in f.read()
+
+
 def test_report_keeps_machines_apart(tmp_path):
     report = load('fashion_mnist_report')
     folder = str(tmp_path / 'bench')

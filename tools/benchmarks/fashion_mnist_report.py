@@ -636,6 +636,9 @@ def to_markdown(report: Dict) -> str:
         '| time to MAE\'s final kNN / probe | FLOPs to MAE\'s final kNN '
         '/ probe |', '| --- ' * 10 + '|'
     ]
+    # evaluated only at the start and the end, a run has no curve to read a
+    # crossing from (the line between the two points is not the run's)
+    curve_read = proto.get('eval_points', 2) >= 2
     for row in rows:
         reach_ = row.get('to_baseline_final', {})
 
@@ -643,6 +646,8 @@ def to_markdown(report: Dict) -> str:
             if proto.get('rungs'):
                 # read from full-schedule rungs, not inside this run
                 return 'ladder below'
+            if not curve_read:
+                return 'one point: use --rungs'
             if not reach_ or (axis == 'seconds'
                               and not report['same_machine']):
                 return '-'
@@ -711,7 +716,8 @@ def to_markdown(report: Dict) -> str:
     checks = [(row, kind, target) for row in rows
               for kind, target in row.get('targets', {}).items()
               # a ladder's targets read the budget properly, below
-              if not (kind == 'time' and proto.get('rungs'))]
+              if not (kind == 'time' and (proto.get('rungs')
+                                          or not curve_read))]
     if checks:
         lines += ['', 'Targets:', '']
         for row, kind, target in checks:
