@@ -262,7 +262,9 @@ def test_report_reads_no_crossing_from_two_points(tmp_path):
         run['protocol']['eval_points'] = 1
         del run['curve'][1]
     write_runs(folder, runs)
-    report.main([folder])
+    rows = {r['method']: r for r in report.main([folder])['rows']}
+    assert rows['localmim']['to_baseline_final'] == {}
+    assert 'time' not in rows['localmim'].get('targets', {})
     with open(osp.join(folder, 'quality.md')) as f:
         md = f.read()
     assert '| one point: use --rungs | one point: use --rungs |' in md

@@ -400,9 +400,13 @@ def build_report(runs: Dict[str, List[Dict]], costs: Dict[str,
             row['mem_batch'] = costs[method]['mem_batch']
         rows[method] = row
     base = rows.get(BASELINE)
+    # evaluated only at the start and the end, a run has no curve to read a
+    # crossing from (the line between the two points is not the run's)
+    curve_read = next(iter(runs.values()))[0]['protocol'].get(
+        'eval_points', 2) >= 2
     if base is not None:
         for row in rows.values():
-            add_ratios(row, base, same_machine)
+            add_ratios(row, base, same_machine, curve_read)
     # the largest max / min images/s of one method over its seeds
     spreads = [
         max(v) / min(v) for v in (row['images_per_second']['values']
@@ -423,7 +427,8 @@ def build_report(runs: Dict[str, List[Dict]], costs: Dict[str,
                     if r['method'] in ORDER else len(ORDER)))
 
 
-def add_ratios(row: Dict, base: Dict, same_machine: bool) -> None:
+def add_ratios(row: Dict, base: Dict, same_machine: bool,
+               curve_read: bool = True) -> None:
     row['flops_ratio'] = row['flops_per_image'] / base['flops_per_image']
     if 'peak_bytes' in row and 'peak_bytes' in base:
         row['memory_ratio'] = row['peak_bytes'] / base['peak_bytes']
@@ -431,7 +436,7 @@ def add_ratios(row: Dict, base: Dict, same_machine: bool) -> None:
     if same_machine:
         axes.append(('seconds', base['train_seconds']['mean']))
     row['to_baseline_final'] = {}
-    for key, _ in SCORES:
+    for key, _ in (SCORES if curve_read else ()):
         target = base[key]['mean']
         entry = dict(target=target)
         for axis, base_total in axes:
@@ -442,7 +447,7 @@ def add_ratios(row: Dict, base: Dict, same_machine: bool) -> None:
             row['curve'][0][key] >= target
         row['to_baseline_final'][key] = entry
     targets = {}
-    if row['method'] in TIME_TARGETS and same_machine:
+    if row['method'] in TIME_TARGETS and same_machine and curve_read:
         limit = TIME_TARGETS[row['method']]
         entries = [row['to_baseline_final'][k] for k, _ in SCORES]
         # when a random network already scores MAE's final, "time to reach
@@ -636,9 +641,7 @@ def to_markdown(report: Dict) -> str:
         '| time to MAE\'s final kNN / probe | FLOPs to MAE\'s final kNN '
         '/ probe |', '| --- ' * 10 + '|'
     ]
-    # evaluated only at the start and the end, a run has no curve to read a
-    # crossing from (the line between the two points is not the run's)
-    curve_read = proto.get('eval_points', 2) >= 2
+    curve_read = proto.get('eval_points', 2) >= 2  # as in build_report
     for row in rows:
         reach_ = row.get('to_baseline_final', {})
 
@@ -716,8 +719,7 @@ def to_markdown(report: Dict) -> str:
     checks = [(row, kind, target) for row in rows
               for kind, target in row.get('targets', {}).items()
               # a ladder's targets read the budget properly, below
-              if not (kind == 'time' and (proto.get('rungs')
-                                          or not curve_read))]
+              if not (kind == 'time' and proto.get('rungs'))]
     if checks:
         lines += ['', 'Targets:', '']
         for row, kind, target in checks:
